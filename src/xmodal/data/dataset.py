@@ -1,0 +1,112 @@
+"""PairedDataset: items with ids, one or more values per modality, and a split.
+
+Relevance between modalities is derived from item ids: a caption and an image are
+a matching pair when they belong to the same item. "Five captions per image" and
+"N modalities per item" therefore need no special cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad input data: a missing file, a malformed line, an unknown split, ..."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One paired example: ``values[modality]`` holds one or more values (paths or texts)."""
+
+    id: str
+    split: str
+    values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flattened:
+    """Every value of one modality, with the index of the item it belongs to."""
+
+    values: list[str]
+    item_index: np.ndarray  # int64, one per value: position of its item in the dataset
+
+
+class PairedDataset:
+    """An ordered collection of :class:`Item` with unique ids."""
+
+    def __init__(self, name: str, items: Iterable[Item]):
+        self.name = name
+        self.items: list[Item] = list(items)
+        seen: dict[str, int] = {}
+        for position, item in enumerate(self.items):
+            if item.id in seen:
+                raise DataError(
+                    f"{name}: duplicate item id {item.id!r} (items {seen[item.id]} and {position})"
+                )
+            seen[item.id] = position
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"PairedDataset({self.name!r}, {len(self)} items, modalities={self.modalities})"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities present in at least one item, in first-seen order."""
+        found: dict[str, None] = {}
+        for item in self.items:
+            found.update(dict.fromkeys(item.values))
+        return tuple(found)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(item.split for item in self.items))
+
+    def split(self, name: str) -> PairedDataset:
+        """The items of split ``name``; an unknown name raises :class:`DataError`."""
+        if name not in self.splits:
+            raise DataError(
+                f"{self.name}: unknown split {name!r}; available splits: {', '.join(self.splits)}"
+            )
+        return PairedDataset(f"{self.name}/{name}", (i for i in self.items if i.split == name))
+
+    def subset(self, n: int) -> PairedDataset:
+        """The first ``n`` items (for quick runs and tests)."""
+        return PairedDataset(f"{self.name}[:{n}]", self.items[:n])
+
+    def flatten(self, modality: str) -> Flattened:
+        """All values of ``modality`` in item order; items without it are skipped."""
+        if modality not in self.modalities:
+            raise DataError(
+                f"{self.name}: unknown modality {modality!r}; available: {', '.join(self.modalities)}"
+            )
+        values: list[str] = []
+        index: list[int] = []
+        for position, item in enumerate(self.items):
+            for value in item.values.get(modality, ()):
+                values.append(value)
+                index.append(position)
+        return Flattened(values, np.asarray(index, dtype=np.int64))
+
+
+
+def pair_rows(items_a: np.ndarray, items_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(rows_a, rows_b)`` of every pair of values that share an item.
+
+    ``items_a`` / ``items_b`` are the ``item_index`` arrays of two flattened modalities.
+    With 5 captions and 1 image per item this gives the 5 (caption, image) training pairs
+    of each item; items missing either modality contribute none.
+    """
+    order_b = np.argsort(items_b, kind="stable")
+    sorted_items = items_b[order_b]
+    start = np.searchsorted(sorted_items, items_a, side="left")
+    stop = np.searchsorted(sorted_items, items_a, side="right")
+    counts = stop - start
+    rows_a = np.repeat(np.arange(len(items_a)), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows_b = order_b[np.repeat(start, counts) + offsets]
+    return rows_a, rows_b
