@@ -1,0 +1,127 @@
+"""Retrieval metrics.
+
+Protocol (CLIP_benchmark convention):
+
+* Gallery item ``j`` is relevant to query ``i`` iff ``query_labels[i] == gallery_labels[j]``
+  (e.g. the image id of each caption and of each image; with 5 captions per image an image
+  query has 5 relevant captions).
+* The rank of a query is the rank of its best-ranked relevant gallery item. Ties are counted
+  pessimistically: ``rank = 1 + #{non-relevant j : score[i, j] >= best relevant score}``,
+  so constant scores never look good.
+* ``R@K`` is the percentage (0..100) of queries with ``rank <= K``; ``medR`` and ``meanR``
+  are the median and mean rank.
+
+Scores are consumed in row chunks of queries, so no dense score matrix is ever built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from xmodal.similarity import Scorer, default_chunk_size
+
+
+class _DenseScores:
+    """Adapter giving a dense score matrix the ``shape`` / ``chunks()`` interface of Scorer."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        scores = np.asarray(scores)
+        if scores.ndim != 2:
+            raise ValueError(f"scores must be a 2-D array, got shape {scores.shape}")
+        self._scores = scores
+        self.shape: tuple[int, int] = scores.shape
+        self._chunk_size = default_chunk_size(scores.shape[1])
+
+    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        for start in range(0, self.shape[0], self._chunk_size):
+            rows = slice(start, min(start + self._chunk_size, self.shape[0]))
+            yield rows, self._scores[rows]
+
+
+def ranks(
+    scorer: Scorer | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray
+) -> np.ndarray:
+    """1-based int64 rank of each query's best relevant gallery item (pessimistic on ties)."""
+    source = scorer if isinstance(scorer, Scorer) else _DenseScores(scorer)
+    n_queries, n_gallery = source.shape
+    q_labels = _check_labels(query_labels, "query_labels", n_queries, "queries")
+    g_labels = _check_labels(gallery_labels, "gallery_labels", n_gallery, "gallery items")
+    orphan = ~np.isin(q_labels, g_labels)
+    if orphan.any():
+        raise ValueError(
+            f"{int(orphan.sum())} queries have no relevant gallery item "
+            f"(first: query {int(np.argmax(orphan))})"
+        )
+    out = np.empty(n_queries, dtype=np.int64)
+    for rows, s in source.chunks():
+        if np.isnan(s).any():
+            first = rows.start + int(np.argmax(np.isnan(s).any(axis=1)))
+            raise ValueError(f"scores contain NaN (first: query {first})")
+        relevant = q_labels[rows, None] == g_labels[None, :]
+        best = np.where(relevant, s, -np.inf).max(axis=1, keepdims=True)
+        out[rows] = 1 + ((s >= best) & ~relevant).sum(axis=1)
+    return out
+
+
+def recall_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """``{"R@K": % of ranks <= K for K in ks, "medR": median rank, "meanR": mean rank}``."""
+    r = np.asarray(ranks)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D array, got shape {r.shape}")
+    if r.min() < 1:
+        raise ValueError(f"ranks are 1-based, got minimum {r.min()}")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"ks must be positive integers, got {k!r}")
+    metrics = {f"R@{k}": 100.0 * float(np.mean(r <= k)) for k in ks}
+    metrics["medR"] = float(np.median(r))
+    metrics["meanR"] = float(np.mean(r))
+    return metrics
+
+
+def evaluate_retrieval(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    *,
+    metric: str = "cosine",
+    csls_k: int = 0,
+    ks: Sequence[int] = (1, 5, 10),
+    prefix: str = "",
+) -> dict[str, float]:
+    """Recall metrics of ``queries`` retrieving from ``gallery``, keys prefixed by ``prefix``."""
+    scorer = Scorer(queries, gallery, metric=metric, csls_k=csls_k)
+    metrics = recall_metrics(ranks(scorer, query_labels, gallery_labels), ks)
+    return {prefix + name: value for name, value in metrics.items()}
+
+
+def evaluate_bidirectional(
+    text: np.ndarray,
+    image: np.ndarray,
+    text_labels: np.ndarray,
+    image_labels: np.ndarray,
+    *,
+    metric: str = "cosine",
+    csls_k: int = 0,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Text->image metrics under ``"t2i/"`` and image->text metrics under ``"i2t/"``."""
+    options = {"metric": metric, "csls_k": csls_k, "ks": ks}
+    return {
+        **evaluate_retrieval(text, image, text_labels, image_labels, prefix="t2i/", **options),
+        **evaluate_retrieval(image, text, image_labels, text_labels, prefix="i2t/", **options),
+    }
+
+
+def _check_labels(labels: np.ndarray, name: str, expected: int, what: str) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.shape[0] != expected:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {expected} {what}")
+    return arr
