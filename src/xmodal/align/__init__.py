@@ -1,0 +1,13 @@
+"""Aligners: map embeddings of several modalities into one shared space."""
+
+from xmodal.align.base import Aligner, NotFittedError
+from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, ProcrustesAligner
+
+__all__ = [
+    "Aligner",
+    "CCAAligner",
+    "IdentityAligner",
+    "LeastSquaresAligner",
+    "NotFittedError",
+    "ProcrustesAligner",
+]

@@ -1,0 +1,168 @@
+"""Closed-form aligners: identity, least squares, orthogonal Procrustes, CCA.
+
+All fit in seconds on a CPU from row-paired embeddings. Least squares and Procrustes map a
+``source`` modality into the ``target`` modality's space (choose the direction with the two
+parameters); CCA projects both modalities into a new ``n_components``-dimensional space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xmodal.align import linalg
+from xmodal.align.base import Aligner
+
+
+class IdentityAligner(Aligner):
+    """No map: for two encoders that already share a space (same dimension)."""
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        if len(set(self.dims_.values())) != 1:
+            raise ValueError(
+                f"IdentityAligner needs modalities of equal dimension, got {self.dims_}"
+            )
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        return x
+
+
+class _DirectedAligner(Aligner):
+    """Maps ``source`` into the (optionally centred) space of ``target``."""
+
+    def __init__(self, source: str, target: str, center: bool, normalize: bool):
+        super().__init__(normalize=normalize)
+        self.source = source
+        self.target = target
+        self.center = center
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        missing = {self.source, self.target} - set(data)
+        if missing or self.source == self.target:
+            raise ValueError(
+                f"{type(self).__name__}(source={self.source!r}, target={self.target!r}) "
+                f"does not match the fitted modalities {list(data)}"
+            )
+        self.mean_ = {
+            m: x.mean(axis=0) if self.center else np.zeros(x.shape[1]) for m, x in data.items()
+        }
+        a = data[self.source] - self.mean_[self.source]
+        b = data[self.target] - self.mean_[self.target]
+        self._fit_map(a, b)
+
+    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _map(self, a: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reduce(self, x: np.ndarray, modality: str) -> np.ndarray:
+        """Optional per-modality reduction applied after centring."""
+        return x
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        x = self._reduce(x - self.mean_[modality], modality)
+        return self._map(x) if modality == self.source else x
+
+
+class LeastSquaresAligner(_DirectedAligner):
+    """Ridge regression from ``source`` to ``target``: ``min ||A W - B||^2 + ridge ||W||^2``."""
+
+    def __init__(
+        self,
+        source: str = "text",
+        target: str = "image",
+        ridge: float = 1.0,
+        center: bool = True,
+        normalize: bool = True,
+    ):
+        super().__init__(source, target, center, normalize)
+        self.ridge = ridge
+
+    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.coef_ = linalg.least_squares(a, b, ridge=self.ridge)
+
+    def _map(self, a: np.ndarray) -> np.ndarray:
+        return a @ self.coef_
+
+
+class ProcrustesAligner(_DirectedAligner):
+    """Orthogonal Procrustes from ``source`` to ``target`` (semi-orthogonal if dims differ).
+
+    ``n_components`` first reduces each modality with its own PCA (fitted on the training
+    rows) so both sides share a dimension and the map is a true rotation; ``scale`` adds
+    the optimal isotropic scaling.
+    """
+
+    def __init__(
+        self,
+        source: str = "text",
+        target: str = "image",
+        n_components: int | None = None,
+        center: bool = True,
+        scale: bool = False,
+        normalize: bool = True,
+    ):
+        super().__init__(source, target, center, normalize)
+        self.n_components = n_components
+        self.scale = scale
+
+    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
+        if self.n_components is not None:
+            self.components_ = {
+                self.source: _pca_basis(a, self.n_components),
+                self.target: _pca_basis(b, self.n_components),
+            }
+            a = self._reduce(a, self.source)
+            b = self._reduce(b, self.target)
+        rotation, singular_sum = linalg.orthogonal_procrustes(a, b)
+        self.rotation_ = rotation
+        self.scale_ = np.float64(singular_sum / np.sum(a * a) if self.scale else 1.0)
+
+    def _map(self, a: np.ndarray) -> np.ndarray:
+        return a @ self.rotation_ * self.scale_
+
+    def _reduce(self, x: np.ndarray, modality: str) -> np.ndarray:
+        return x if self.n_components is None else x @ self.components_[modality]
+
+
+class CCAAligner(Aligner):
+    """Regularised CCA into ``n_components`` shared dimensions.
+
+    Each canonical direction is scaled by ``correlation ** weight_power`` (0: plain CCA;
+    Gong et al. 2014 weight by a power of the correlations so that poorly correlated
+    directions count less in cosine similarity).
+    """
+
+    def __init__(
+        self,
+        n_components: int = 128,
+        reg: float = 1e-3,
+        weight_power: float = 1.0,
+        normalize: bool = True,
+    ):
+        super().__init__(normalize=normalize)
+        self.n_components = n_components
+        self.reg = reg
+        self.weight_power = weight_power
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        (m_a, a), (m_b, b) = data.items()
+        proj_a, proj_b, corr = linalg.cca(a, b, self.n_components, reg=self.reg)
+        self.mean_ = {m_a: a.mean(axis=0), m_b: b.mean(axis=0)}
+        self.projection_ = {m_a: proj_a, m_b: proj_b}
+        self.correlations_ = corr
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        weights = np.clip(self.correlations_, 0.0, None) ** self.weight_power
+        return (x - self.mean_[modality]) @ self.projection_[modality] * weights
+
+
+def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:
+    """Top ``n_components`` principal axes of centred ``x`` as columns (``d x k``)."""
+    if not 1 <= n_components <= min(x.shape):
+        raise ValueError(
+            f"n_components must be in [1, {min(x.shape)}] for data of shape {x.shape}, "
+            f"got {n_components}"
+        )
+    _, vectors = np.linalg.eigh(x.T @ x)
+    return vectors[:, ::-1][:, :n_components]

@@ -1,0 +1,109 @@
+"""Closed-form solutions behind the aligners: pure functions with checked shapes.
+
+Each function states what it minimises or maximises. Inputs are row-paired: row ``i`` of
+``a`` and row ``i`` of ``b`` describe the same example.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+
+def _check_paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"expected 2-D arrays, got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"paired arrays need the same number of rows, got {a.shape[0]} and {b.shape[0]}"
+        )
+    if a.shape[0] == 0:
+        raise ValueError("paired arrays are empty")
+    return a, b
+
+
+def least_squares(a: np.ndarray, b: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """The map ``W`` (``a.shape[1] x b.shape[1]``) minimising ``||a W - b||_F^2 + ridge ||W||_F^2``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> a, w = rng.normal(size=(50, 4)), rng.normal(size=(4, 3))
+    >>> bool(np.allclose(least_squares(a, a @ w), w))
+    True
+    """
+    a, b = _check_paired(a, b)
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    gram = a.T @ a + ridge * np.eye(a.shape[1])
+    return linalg.solve(gram, a.T @ b, assume_a="pos" if ridge > 0 else "sym")
+
+
+def orthogonal_procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    """The semi-orthogonal ``R`` (``a.shape[1] x b.shape[1]``) maximising ``trace(R^T a^T b)``.
+
+    When ``a`` has at most as many columns as ``b``, ``R`` has orthonormal rows, so
+    ``||a R||_F = ||a||_F`` and ``R`` minimises ``||a R - b||_F`` (for equal dimensions the
+    classic rotation of Schönemann 1966). When ``a`` has more columns, ``R`` has orthonormal
+    columns and maximises the inner-product form above. ``R = U V^T`` from the thin SVD
+    ``a^T b = U S V^T``. Returns ``(R, trace(S))``; ``trace(S) / ||a||_F^2`` is the optimal
+    isotropic scale.
+
+    >>> rng = np.random.default_rng(0)
+    >>> q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    >>> a = rng.normal(size=(20, 3))
+    >>> bool(np.allclose(orthogonal_procrustes(a, a @ q)[0], q))
+    True
+    """
+    a, b = _check_paired(a, b)
+    u, s, vt = linalg.svd(a.T @ b, full_matrices=False)
+    return u @ vt, float(s.sum())
+
+
+def inverse_sqrt_psd(c: np.ndarray) -> np.ndarray:
+    """``C^{-1/2}`` of a symmetric positive definite matrix, by its eigendecomposition."""
+    c = np.asarray(c, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {c.shape}")
+    values, vectors = linalg.eigh(c)
+    # Singular matrices come out of eigh with a smallest eigenvalue of +-eps-level noise:
+    # treat anything at or below the numerical-rank tolerance as not positive definite.
+    if values.min() <= values.max() * c.shape[0] * np.finfo(np.float64).eps:
+        raise ValueError(
+            "matrix is not positive definite (smallest eigenvalue "
+            f"{values.min():.3g}); increase the regularisation"
+        )
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
+def cca(
+    a: np.ndarray, b: np.ndarray, n_components: int, reg: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regularised canonical correlation analysis in closed form.
+
+    Finds projections ``A`` (``d_a x k``) and ``B`` (``d_b x k``) maximising the correlation
+    of each pair of columns of ``a A`` and ``b B`` subject to ``A^T C_aa A = B^T C_bb B = I``,
+    where ``C_aa = cov(a) + reg * mean(diag(cov(a))) * I`` (likewise for ``b``): whiten each
+    side, then take the SVD of the whitened cross-covariance. Inputs are centred here.
+    Returns ``(A, B, correlations)`` with correlations in decreasing order.
+    """
+    a, b = _check_paired(a, b)
+    k_max = min(a.shape[1], b.shape[1])
+    if not 1 <= n_components <= k_max:
+        raise ValueError(f"n_components must be in [1, {k_max}], got {n_components}")
+    if reg < 0:
+        raise ValueError(f"reg must be >= 0, got {reg}")
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    n = a.shape[0]
+    whiten_a = inverse_sqrt_psd(_regularised_cov(a, reg))
+    whiten_b = inverse_sqrt_psd(_regularised_cov(b, reg))
+    cross = whiten_a @ (a.T @ b / n) @ whiten_b
+    u, s, vt = linalg.svd(cross, full_matrices=False)
+    k = n_components
+    return whiten_a @ u[:, :k], whiten_b @ vt[:k].T, s[:k]
+
+
+def _regularised_cov(x: np.ndarray, reg: float) -> np.ndarray:
+    cov = x.T @ x / x.shape[0]
+    return cov + reg * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
