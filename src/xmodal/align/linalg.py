@@ -93,17 +93,18 @@ def cca(
         raise ValueError(f"n_components must be in [1, {k_max}], got {n_components}")
     if reg < 0:
         raise ValueError(f"reg must be >= 0, got {reg}")
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    n = a.shape[0]
-    whiten_a = inverse_sqrt_psd(_regularised_cov(a, reg))
-    whiten_b = inverse_sqrt_psd(_regularised_cov(b, reg))
-    cross = whiten_a @ (a.T @ b / n) @ whiten_b
+    whiten_a = inverse_sqrt_psd(_regularise(covariance(a, a), reg))
+    whiten_b = inverse_sqrt_psd(_regularise(covariance(b, b), reg))
+    cross = whiten_a @ covariance(a, b) @ whiten_b
     u, s, vt = linalg.svd(cross, full_matrices=False)
     k = n_components
     return whiten_a @ u[:, :k], whiten_b @ vt[:k].T, s[:k]
 
 
-def _regularised_cov(x: np.ndarray, reg: float) -> np.ndarray:
-    cov = x.T @ x / x.shape[0]
+def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross-covariance ``(a - mean a)^T (b - mean b) / n`` (float64), without centred copies."""
+    return a.T @ b / a.shape[0] - np.outer(a.mean(axis=0), b.mean(axis=0))
+
+
+def _regularise(cov: np.ndarray, reg: float) -> np.ndarray:
     return cov + reg * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
