@@ -407,7 +407,7 @@ def test_fit_is_deterministic(make):
 @pytest.fixture(scope="module")
 def preset_data():
     # Like 384-d text / 1280-d image embeddings, but smaller: just big enough for the
-    # presets' n_components (256 for "procrustes pca-256", 128 for CCA).
+    # presets' n_components (256 for "procrustes-pca256", 128 for CCA).
     rng = np.random.default_rng(5)
     n, d_text, d_image = 280, 272, 320
     latent = rng.normal(size=(n, 32))
@@ -436,7 +436,7 @@ def test_every_preset_builds_and_fits(name, preset_data):
 
 
 def test_make_aligner_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match="unknown aligner 'nope'; known aligners: identity, lstsq text->image") as info:
+    with pytest.raises(ValueError, match="unknown aligner 'nope'; known aligners: identity, lstsq-t2i") as info:
         make_aligner("nope")
     for name in ALIGNERS:
         assert name in str(info.value)
