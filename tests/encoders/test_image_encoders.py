@@ -1,0 +1,81 @@
+"""Real EfficientNet-Lite encoders on real Flickr8k images: torch and ONNX agree."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xmodal.data import DataError
+from xmodal.encoders import EncoderError, get_encoder
+from xmodal.encoders.image import preprocess
+
+
+@pytest.fixture(scope="module")
+def test_images(flickr8k):
+    return [item.values["image"][0] for item in flickr8k.split("test").items[:6]]
+
+
+def test_onnx_matches_torch_eager(lite0_onnx, cache_dir, test_images):
+    eager = get_encoder("efficientnet-lite0", backend="torch", cache_dir=cache_dir)
+    a = lite0_onnx.encode(test_images, batch_size=4)
+    b = eager.encode(test_images, batch_size=4)
+    assert a.shape == (6, 1280) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    assert (cache_dir / "onnx" / "efficientnet-lite0-224.onnx").is_file()
+
+
+def test_embeddings_are_batch_independent_and_deterministic(lite0_onnx, test_images):
+    whole = lite0_onnx.encode(test_images, batch_size=6)
+    pieces = lite0_onnx.encode(test_images, batch_size=4)
+    np.testing.assert_allclose(whole, pieces, atol=1e-4)
+    np.testing.assert_array_equal(whole, lite0_onnx.encode(test_images, batch_size=6))
+
+
+def test_features_separate_different_images(lite0_onnx, test_images):
+    emb = lite0_onnx.encode(test_images[:2] + test_images[:1])
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    assert unit[0] @ unit[2] > 0.9999
+    assert unit[0] @ unit[1] < 0.95
+
+
+def test_preprocess_resizes_and_centre_crops_any_shape():
+    wide = Image.new("RGB", (400, 100), (127, 127, 127))
+    out = preprocess(wide, 224)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    assert np.allclose(out, 0.0)  # (127 - 127) / 128
+
+
+def test_corrupt_image_names_the_file(lite0_onnx, tmp_path, test_images):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"definitely not a jpeg")
+    with pytest.raises(DataError, match="cannot read image .*broken.jpg"):
+        lite0_onnx.encode([test_images[0], str(broken)])
+
+
+def test_truncated_image_names_the_file(lite0_onnx, tmp_path, test_images):
+    truncated = tmp_path / "truncated.jpg"
+    data = open(test_images[0], "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated.jpg"):
+        lite0_onnx.encode([str(truncated)])
+
+
+def test_missing_image_names_the_file(lite0_onnx, tmp_path):
+    with pytest.raises(DataError, match="image file not found: .*gone.jpg"):
+        lite0_onnx.encode([str(tmp_path / "gone.jpg")])
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(EncoderError, match="unknown backend 'tensorrt'; choose one of onnx, torch"):
+        get_encoder("efficientnet-lite0", backend="tensorrt")
+
+
+def test_concatenated_image_encoders(cache_dir, test_images, lite0_onnx):
+    both = get_encoder("efficientnet-lite0+efficientnet-lite1", cache_dir=cache_dir)
+    emb = both.encode(test_images[:2])
+    assert emb.shape == (2, 2560)
+    np.testing.assert_allclose(np.linalg.norm(emb[:, :1280], axis=1), 1.0, atol=1e-5)
+    first = lite0_onnx.encode(test_images[:2])
+    np.testing.assert_allclose(emb[:, :1280], first / np.linalg.norm(first, axis=1, keepdims=True), atol=1e-5)
