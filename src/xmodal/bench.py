@@ -1,0 +1,197 @@
+"""The Flickr8k benchmark: encode (cached), fit every aligner, evaluate on the 1k test split.
+
+Protocol: fit on the 30,000 (caption, image) pairs of the 6,000 train images; evaluate on
+the 1,000 test images and their 5,000 captions (text->image: 5,000 queries, one relevant
+image each; image->text: 1,000 queries, five relevant captions each), each aligner with and
+without CSLS re-scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.align import IdentityAligner
+from xmodal.align.presets import ALIGNERS
+from xmodal.data import PairedDataset, load_flickr8k
+from xmodal.data.dataset import pair_rows
+from xmodal.encoders import get_encoder
+from xmodal.evaluate import evaluate_bidirectional
+from xmodal.store import EmbeddingStore
+
+METRIC_COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10", "t2i/medR", "i2t/medR")
+
+@dataclass
+class SplitEmbeddings:
+    """Embeddings of one split with the item index of every row (the relevance labels)."""
+
+    text: np.ndarray
+    image: np.ndarray
+    text_items: np.ndarray
+    image_items: np.ndarray
+
+    def training_pairs(self) -> dict[str, np.ndarray]:
+        """Every (caption, image) pair of the same item, row-paired."""
+        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
+        return {"text": self.text[t_rows], "image": self.image[i_rows]}
+
+
+def embed_split(
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    text_encoder: str,
+    image_encoder: str,
+    *,
+    backend: str = "onnx",
+    progress: bool = True,
+) -> SplitEmbeddings:
+    """Embed the text and image values of ``dataset`` through the cache."""
+    texts = dataset.flatten("text")
+    images = dataset.flatten("image")
+    t_enc = get_encoder(text_encoder, backend=backend, cache_dir=store.root)
+    i_enc = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
+    return SplitEmbeddings(
+        text=store.embed(t_enc, texts.values, label=f"{dataset.name}/text", progress=progress),
+        image=store.embed(i_enc, images.values, label=f"{dataset.name}/image", progress=progress),
+        text_items=texts.item_index,
+        image_items=images.item_index,
+    )
+
+
+@dataclass
+class BenchRow:
+    aligner: str
+    csls_k: int
+    fit_seconds: float
+    metrics: dict[str, float]
+
+
+@dataclass
+class BenchResult:
+    text_encoder: str
+    image_encoder: str
+    rows: list[BenchRow] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, int] = field(default_factory=dict)
+
+    def best(self) -> BenchRow:
+        """The row with the highest mean of t2i and i2t R@10."""
+        return max(self.rows, key=lambda r: r.metrics["t2i/R@10"] + r.metrics["i2t/R@10"])
+
+    def to_json(self) -> dict:
+        return {
+            "benchmark": "flickr8k-1k-test",
+            "text_encoder": self.text_encoder,
+            "image_encoder": self.image_encoder,
+            "machine": machine_description(),
+            "seconds": self.seconds,
+            "cache": self.cache,
+            "rows": [vars(r) for r in self.rows],
+        }
+
+    def to_markdown(self) -> str:
+        head = "| aligner | CSLS | " + " | ".join(METRIC_COLUMNS) + " | fit s |"
+        lines = [head, "|" + "---|" * (len(METRIC_COLUMNS) + 3)]
+        for r in self.rows:
+            cells = [_fmt(r.metrics[c]) for c in METRIC_COLUMNS]
+            csls = f"k={r.csls_k}" if r.csls_k else "–"
+            lines.append(f"| {r.aligner} | {csls} | " + " | ".join(cells) + f" | {r.fit_seconds:.2f} |")
+        return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def machine_description() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def run_flickr8k(
+    data_root: str | Path | None = None,
+    *,
+    text_encoder: str = "minilm",
+    image_encoder: str = "efficientnet-lite0",
+    aligners: list[str] | None = None,
+    csls_k: int = 10,
+    cache_dir: str | Path | None = None,
+    backend: str = "onnx",
+    progress: bool = True,
+    train_split: str = "train",
+    eval_split: str = "test",
+) -> BenchResult:
+    """Run the benchmark; ``aligners`` picks names from :data:`ALIGNERS` (default: all)."""
+    names = list(ALIGNERS) if aligners is None else aligners
+    unknown = [n for n in names if n not in ALIGNERS]
+    if unknown:
+        raise ValueError(f"unknown aligner {unknown[0]!r}; known: {', '.join(ALIGNERS)}")
+    store = EmbeddingStore(cache_dir)
+    result = BenchResult(text_encoder, image_encoder)
+    started = time.perf_counter()
+    dataset = load_flickr8k(data_root)
+    train = embed_split(dataset.split(train_split), store, text_encoder, image_encoder, backend=backend, progress=progress)
+    test = embed_split(dataset.split(eval_split), store, text_encoder, image_encoder, backend=backend, progress=progress)
+    result.seconds["encode"] = time.perf_counter() - started
+    result.cache = {"hits": store.hits, "misses": store.misses}
+    pairs = train.training_pairs()
+    eval_started = time.perf_counter()
+    for name in names:
+        aligner = ALIGNERS[name]()
+        if isinstance(aligner, IdentityAligner) and train.text.shape[1] != train.image.shape[1]:
+            continue  # the two encoders do not share a space
+        fit_started = time.perf_counter()
+        aligner.fit(pairs)
+        fit_seconds = time.perf_counter() - fit_started
+        text = aligner.transform(test.text, "text")
+        image = aligner.transform(test.image, "image")
+        for k in (0, csls_k) if csls_k else (0,):
+            metrics = evaluate_bidirectional(text, image, test.text_items, test.image_items, csls_k=k)
+            result.rows.append(BenchRow(name, k, fit_seconds, metrics))
+    result.seconds["fit+evaluate"] = time.perf_counter() - eval_started
+    result.seconds["total"] = time.perf_counter() - started
+    return result
+
+
+def write_results(result: BenchResult, json_path: Path, markdown_path: Path, command: str) -> None:
+    """Write the JSON and replace this configuration's section of RESULTS.md."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result.to_json(), indent=1))
+    key = f"flickr8k {result.text_encoder} | {result.image_encoder}"
+    best = result.best()
+    section = "\n".join(
+        [
+            f"### Flickr8k 1k test — text `{result.text_encoder}`, image `{result.image_encoder}`",
+            "",
+            f"Command: `{command}` · machine: {machine_description()} · "
+            f"{time.strftime('%Y-%m-%d')} · encode {result.seconds['encode']:.1f} s "
+            f"(cache hits {result.cache['hits']}, misses {result.cache['misses']}), "
+            f"fit+evaluate {result.seconds['fit+evaluate']:.1f} s",
+            "",
+            result.to_markdown(),
+            "",
+            f"Best: **{best.aligner}{' + CSLS' if best.csls_k else ''}** — "
+            f"t2i R@10 {best.metrics['t2i/R@10']:.1f}, i2t R@10 {best.metrics['i2t/R@10']:.1f}.",
+        ]
+    )
+    replace_section(markdown_path, key, section)
+
+
+def replace_section(path: Path, key: str, body: str) -> None:
+    """Replace (or append) the text between ``<!-- begin KEY -->`` and ``<!-- end KEY -->``."""
+    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
+    text = path.read_text() if path.is_file() else "# Results\n"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

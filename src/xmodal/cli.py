@@ -1,0 +1,195 @@
+"""The ``xmodal`` command line: encode, fit, eval, bench."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xmodal.align import Aligner
+from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, make_aligner
+from xmodal.bench import METRIC_COLUMNS, BenchResult, embed_split, run_flickr8k, write_results
+from xmodal.data import DataError, load_dataset
+from xmodal.encoders import ENCODERS, EncoderError, get_encoder
+from xmodal.evaluate import evaluate_bidirectional
+from xmodal.store import EmbeddingStore
+
+app = typer.Typer(
+    help="Cross-modal retrieval by aligning pretrained embedding spaces.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="End-to-end benchmarks.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+DataOpt = Annotated[
+    Optional[Path], typer.Option("--data", help="Data root holding flickr8k/ (default: $XMODAL_DATA or ../shared/data).")
+]
+CacheOpt = Annotated[
+    Optional[Path], typer.Option("--cache", help="Cache folder (default: $XMODAL_CACHE or .cache/xmodal).")
+]
+TextEncOpt = Annotated[str, typer.Option("--text-encoder", help="Text encoder name.")]
+ImageEncOpt = Annotated[str, typer.Option("--image-encoder", help="Image encoder name.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="Image encoder backend: onnx or torch.")]
+CslsOpt = Annotated[int, typer.Option("--csls-k", min=0, help="CSLS neighbourhood size (0: plain cosine).")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _guard(func):
+    """Turn expected user errors into one clear line and exit code 2 (no traceback)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (DataError, EncoderError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+@app.command()
+@_guard
+def encode(
+    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
+    encoder: Annotated[str, typer.Option("--encoder", help="Encoder name (see `xmodal encoders`).")] = "minilm",
+    split: Annotated[str, typer.Option("--split")] = "train",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the embeddings to this .npy file.")] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+) -> None:
+    """Encode one modality of a dataset split (cached by content)."""
+    subset = load_dataset(dataset, data).split(split)
+    store = EmbeddingStore(cache)
+    enc = get_encoder(encoder, backend=backend, cache_dir=store.root)
+    flat = subset.flatten(enc.modality)
+    emb = store.embed(enc, flat.values, label=f"{subset.name}/{enc.modality}", batch_size=batch_size, progress=True)
+    console.print(f"{subset.name}: {emb.shape[0]} {enc.modality} embeddings of dimension {emb.shape[1]} "
+                  f"({'from cache' if store.hits else 'encoded'})")
+    if out is not None:
+        np.save(out, emb)
+        console.print(f"wrote {out}")
+
+
+@app.command()
+def encoders() -> None:
+    """List the encoder names."""
+    for name in ENCODERS:
+        console.print(name)
+    console.print("st:<folder>  (a local sentence-transformers model)")
+    console.print("a+b          (concatenation of two encoders of one modality)")
+
+
+@app.command()
+@_guard
+def fit(
+    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the fitted aligner (.npz).")],
+    aligner: Annotated[str, typer.Option("--aligner", help=f"One of: {', '.join(ALIGNERS)}.")] = DEFAULT_ALIGNER,
+    split: Annotated[str, typer.Option("--split")] = "train",
+    text_encoder: TextEncOpt = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+) -> None:
+    """Fit an aligner on the (text, image) pairs of a split and save it."""
+    model = make_aligner(aligner)
+    emb = embed_split(load_dataset(dataset, data).split(split), EmbeddingStore(cache), text_encoder, image_encoder, backend=backend)
+    model.fit(emb.training_pairs())
+    path = model.save(out)
+    console.print(f"fitted {model!r} on {len(emb.text_items)} pairs -> {path}")
+
+
+@app.command("eval")
+@_guard
+def evaluate(
+    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
+    aligner: Annotated[Path, typer.Option("--aligner", help="A fitted aligner written by `xmodal fit`.")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    text_encoder: TextEncOpt = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    csls_k: CslsOpt = 0,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a fitted aligner: R@1/5/10, median and mean rank, both directions."""
+    model = Aligner.load(aligner)
+    emb = embed_split(load_dataset(dataset, data).split(split), EmbeddingStore(cache), text_encoder, image_encoder, backend=backend)
+    metrics = evaluate_bidirectional(
+        model.transform(emb.text, "text"), model.transform(emb.image, "image"),
+        emb.text_items, emb.image_items, csls_k=csls_k,
+    )
+    if as_json:
+        print(json.dumps(metrics, indent=1))
+        return
+    table = Table(title=f"{dataset}/{split}: {aligner.name}" + (f" + CSLS k={csls_k}" if csls_k else ""))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.2f}")
+    console.print(table)
+
+
+@bench_app.command("flickr8k")
+@_guard
+def bench_flickr8k(
+    text_encoder: TextEncOpt = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help="Repeat to pick aligners (default: all).")] = None,
+    csls_k: CslsOpt = 10,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+    results: Annotated[Path, typer.Option("--results", help="Markdown file whose section for these encoders is replaced.")] = Path("benchmarks/RESULTS.md"),
+    json_dir: Annotated[Path, typer.Option("--json-dir", help="Folder for the JSON results.")] = Path("benchmarks/results"),
+) -> None:
+    """Fit every aligner on Flickr8k train, evaluate on the 1k test split, print the table."""
+    result = run_flickr8k(
+        data, text_encoder=text_encoder, image_encoder=image_encoder, aligners=aligner,
+        csls_k=csls_k, cache_dir=cache, backend=backend,
+    )
+    _print_bench(result)
+    command = "xmodal bench flickr8k " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "xmodal bench flickr8k"
+    json_path = json_dir / f"flickr8k_{text_encoder}_{image_encoder}.json".replace("+", "-")
+    write_results(result, json_path, results, command.strip())
+    console.print(f"wrote {json_path} and updated {results}")
+
+
+def _print_bench(result: BenchResult) -> None:
+    wide = Console(width=max(console.width, 150))
+    table = Table(title=f"Flickr8k 1k test — text {result.text_encoder}, image {result.image_encoder}")
+    for column in ("aligner", "CSLS", *METRIC_COLUMNS, "fit s"):
+        table.add_column(column, justify="left" if column == "aligner" else "right")
+    best = result.best()
+    for row in result.rows:
+        cells = [f"{row.metrics[c]:.1f}" for c in METRIC_COLUMNS]
+        style = "bold green" if row is best else None
+        table.add_row(row.aligner, f"k={row.csls_k}" if row.csls_k else "–", *cells, f"{row.fit_seconds:.2f}", style=style)
+    wide.print(table)
+    wide.print(
+        f"encode {result.seconds['encode']:.1f} s (cache hits {result.cache['hits']}, "
+        f"misses {result.cache['misses']}), fit+evaluate {result.seconds['fit+evaluate']:.1f} s, "
+        f"total {result.seconds['total']:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,79 @@
+"""The command line on a small real manifest built from Flickr8k items."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from xmodal.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def manifest(flickr8k, tmp_path_factory):
+    """A JSONL manifest: 40 train and 10 test Flickr8k items, 5 captions each."""
+    folder = tmp_path_factory.mktemp("manifest")
+    lines = []
+    for split, items in (("train", flickr8k.split("train").items[:40]), ("test", flickr8k.split("test").items[:10])):
+        for item in items:
+            lines.append({"id": item.id, "split": split, "image": item.values["image"][0], "texts": list(item.values["text"])})
+    path = folder / "data.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_fit_then_eval(manifest, cache_dir, tmp_path):
+    out = tmp_path / "procrustes.npz"
+    fitted = _run("fit", str(manifest), "--aligner", "procrustes-t2i", "--out", str(out), "--cache", str(cache_dir))
+    assert fitted.exit_code == 0, fitted.output
+    assert out.is_file() and "200 pairs" in fitted.output
+    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= {"t2i/R@1", "t2i/R@10", "i2t/R@10", "t2i/medR", "i2t/meanR"}
+    assert metrics["t2i/R@10"] == 100.0  # 10 images: any rank fits in the top 10
+
+
+@pytest.mark.slow
+def test_encode_writes_npy(manifest, cache_dir, tmp_path):
+    out = tmp_path / "text.npy"
+    result = _run("encode", str(manifest), "--encoder", "minilm", "--split", "test", "--out", str(out), "--cache", str(cache_dir))
+    assert result.exit_code == 0, result.output
+    import numpy as np
+
+    assert np.load(out).shape == (50, 384)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["encode", "MANIFEST", "--split", "tset"], "unknown split 'tset'; available splits: train, test"),
+        (["encode", "MANIFEST", "--encoder", "clip"], "unknown encoder 'clip'"),
+        (["encode", "missing.jsonl"], "missing.jsonl"),
+        (["encode", "cifar10"], "unknown dataset 'cifar10'"),
+        (["fit", "MANIFEST", "--aligner", "magic", "--out", "x.npz"], "unknown aligner 'magic'"),
+        (["eval", "MANIFEST", "--aligner", "nowhere.npz"], "aligner file not found: nowhere.npz"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(manifest, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [str(manifest) if a == "MANIFEST" else a for a in args]
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert "error:" in result.output and message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_encoders_lists_the_registry():
+    result = _run("encoders")
+    assert result.exit_code == 0
+    for name in ("minilm", "mpnet", "efficientnet-lite0", "efficientnet-lite2"):
+        assert name in result.output
