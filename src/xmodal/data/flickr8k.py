@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from xmodal.data.dataset import DataError, Item, PairedDataset
-from xmodal.data.manifest import csv_rows, error_at, read_text
+from xmodal.data.textfiles import csv_rows, error_at, read_text
 
 DATA_ENV = "XMODAL_DATA"
 CAPTIONS_FILE = "captions.txt"
