@@ -77,3 +77,27 @@ def test_encoders_lists_the_registry():
     assert result.exit_code == 0
     for name in ("minilm", "mpnet", "efficientnet-lite0", "efficientnet-lite2"):
         assert name in result.output
+
+
+@pytest.mark.slow
+def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nhand-written notes stay\n")
+    args = [
+        "bench", "flickr8k", "--limit", "60", "--data", str(data_root), "--cache", str(cache_dir),
+        "--aligner", "procrustes-t2i", "--aligner", "cca-128", "--results", str(results),
+        "--json-dir", str(tmp_path / "json"),
+    ]
+    first = _run(*args)
+    assert first.exit_code == 0, first.output
+    assert "procrustes-t2i" in first.output and "cca-128" in first.output and "t2i/R@10" in first.output
+    text = results.read_text()
+    assert "hand-written notes stay" in text and text.count("| procrustes-t2i |") == 2  # ± CSLS
+    (json_file,) = (tmp_path / "json").glob("*.json")
+    rows = json.loads(json_file.read_text())["rows"]
+    assert [(r["aligner"], r["csls_k"]) for r in rows] == [
+        ("procrustes-t2i", 0), ("procrustes-t2i", 10), ("cca-128", 0), ("cca-128", 10)
+    ]
+    second = _run(*args)
+    assert "misses 0" in second.output  # every embedding from the cache
+    assert results.read_text().count("| procrustes-t2i |") == 2  # the section is replaced, not appended

@@ -75,9 +75,16 @@ class BenchRow:
 class BenchResult:
     text_encoder: str
     image_encoder: str
+    eval_split: str = "test"
+    limit: int | None = None
     rows: list[BenchRow] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        size = f"first {self.limit} items of {self.eval_split} (smoke run)" if self.limit else f"1k {self.eval_split}"
+        return f"Flickr8k {size} — text {self.text_encoder}, image {self.image_encoder}"
 
     def best(self) -> BenchRow:
         """The row with the highest mean of t2i and i2t R@10."""
@@ -85,7 +92,7 @@ class BenchResult:
 
     def to_json(self) -> dict:
         return {
-            "benchmark": "flickr8k-1k-test",
+            "benchmark": self.title,
             "text_encoder": self.text_encoder,
             "image_encoder": self.image_encoder,
             "machine": machine_description(),
@@ -126,18 +133,25 @@ def run_flickr8k(
     progress: bool = True,
     train_split: str = "train",
     eval_split: str = "test",
+    limit: int | None = None,
 ) -> BenchResult:
-    """Run the benchmark; ``aligners`` picks names from :data:`ALIGNERS` (default: all)."""
+    """Run the benchmark; ``aligners`` picks names from :data:`ALIGNERS` (default: all).
+
+    ``limit`` keeps the first ``limit`` items of each split (a quick smoke run, not the
+    protocol).
+    """
     names = list(ALIGNERS) if aligners is None else aligners
     unknown = [n for n in names if n not in ALIGNERS]
     if unknown:
         raise ValueError(f"unknown aligner {unknown[0]!r}; known: {', '.join(ALIGNERS)}")
     store = EmbeddingStore(cache_dir)
-    result = BenchResult(text_encoder, image_encoder)
+    result = BenchResult(text_encoder, image_encoder, eval_split, limit)
     started = time.perf_counter()
     dataset = load_flickr8k(data_root)
-    train = embed_split(dataset.split(train_split), store, text_encoder, image_encoder, backend=backend, progress=progress)
-    test = embed_split(dataset.split(eval_split), store, text_encoder, image_encoder, backend=backend, progress=progress)
+    train, test = (
+        embed_split(_first(dataset.split(name), limit), store, text_encoder, image_encoder, backend=backend, progress=progress)
+        for name in (train_split, eval_split)
+    )
     result.seconds["encode"] = time.perf_counter() - started
     result.cache = {"hits": store.hits, "misses": store.misses}
     pairs = train.training_pairs()
@@ -159,15 +173,19 @@ def run_flickr8k(
     return result
 
 
+def _first(dataset: PairedDataset, limit: int | None) -> PairedDataset:
+    return dataset if limit is None else dataset.subset(limit)
+
+
 def write_results(result: BenchResult, json_path: Path, markdown_path: Path, command: str) -> None:
     """Write the JSON and replace this configuration's section of RESULTS.md."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result.to_json(), indent=1))
-    key = f"flickr8k {result.text_encoder} | {result.image_encoder}"
+    key = f"{result.title}"
     best = result.best()
     section = "\n".join(
         [
-            f"### Flickr8k 1k test — text `{result.text_encoder}`, image `{result.image_encoder}`",
+            f"### {result.title}",
             "",
             f"Command: `{command}` · machine: {machine_description()} · "
             f"{time.strftime('%Y-%m-%d')} · encode {result.seconds['encode']:.1f} s "

@@ -155,6 +155,8 @@ def bench_flickr8k(
     image_encoder: ImageEncOpt = "efficientnet-lite0",
     aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help="Repeat to pick aligners (default: all).")] = None,
     csls_k: CslsOpt = 10,
+    eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a smoke run, not the protocol.")] = None,
     data: DataOpt = None,
     cache: CacheOpt = None,
     backend: BackendOpt = "onnx",
@@ -164,18 +166,18 @@ def bench_flickr8k(
     """Fit every aligner on Flickr8k train, evaluate on the 1k test split, print the table."""
     result = run_flickr8k(
         data, text_encoder=text_encoder, image_encoder=image_encoder, aligners=aligner,
-        csls_k=csls_k, cache_dir=cache, backend=backend,
+        csls_k=csls_k, cache_dir=cache, backend=backend, eval_split=eval_split, limit=limit,
     )
     _print_bench(result)
     command = "xmodal bench flickr8k " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "xmodal bench flickr8k"
-    json_path = json_dir / f"flickr8k_{text_encoder}_{image_encoder}.json".replace("+", "-")
+    json_path = json_dir / f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}.json".replace("+", "-")
     write_results(result, json_path, results, command.strip())
     console.print(f"wrote {json_path} and updated {results}")
 
 
 def _print_bench(result: BenchResult) -> None:
     wide = Console(width=max(console.width, 150))
-    table = Table(title=f"Flickr8k 1k test — text {result.text_encoder}, image {result.image_encoder}")
+    table = Table(title=result.title)
     for column in ("aligner", "CSLS", *METRIC_COLUMNS, "fit s"):
         table.add_column(column, justify="left" if column == "aligner" else "right")
     best = result.best()
