@@ -75,7 +75,7 @@ def recall_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[st
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"ks must be positive integers, got {k!r}")
-    metrics = {f"R@{k}": 100.0 * float(np.mean(r <= k)) for k in ks}
+    metrics = {f"R@{k}": 100.0 * int(np.count_nonzero(r <= k)) / r.size for k in ks}
     metrics["medR"] = float(np.median(r))
     metrics["meanR"] = float(np.mean(r))
     return metrics
