@@ -7,8 +7,8 @@ from xmodal.similarity import (
     check_embeddings,
     default_chunk_size,
     pairwise,
-    topk,
 )
+from xmodal.retrieval import search, topk
 
 
 def exact_scorer(scores: np.ndarray, chunk_size: int | None = None) -> Scorer:
@@ -212,3 +212,12 @@ def test_topk_matches_stable_argsort_with_many_ties(chunk_size, k):
 def test_topk_rejects_bad_k(bad):
     with pytest.raises(ValueError, match="k must"):
         topk(exact_scorer(np.zeros((2, 5))), bad)
+
+
+def test_search_returns_each_query_its_match():
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(50, 16)).astype(np.float32)
+    queries = gallery[[7, 3, 41]] + 0.01 * rng.normal(size=(3, 16)).astype(np.float32)
+    idx, scores = search(queries, gallery, k=4, csls_k=5)
+    assert idx[:, 0].tolist() == [7, 3, 41]
+    assert idx.shape == scores.shape == (3, 4) and (np.diff(scores, axis=1) <= 0).all()

@@ -79,11 +79,11 @@ class Scorer:
     ) -> None:
         self.metric = _check_metric(metric)
         q, g = _check_pair(queries, gallery)
-        self.csls_k = _check_int(csls_k, "csls_k", minimum=0)
+        self.csls_k = check_int(csls_k, "csls_k", minimum=0)
         self.chunk_size = (
             default_chunk_size(g.shape[0])
             if chunk_size is None
-            else _check_int(chunk_size, "chunk_size", minimum=1)
+            else check_int(chunk_size, "chunk_size", minimum=1)
         )
         self._queries = _prepare(q, self.metric)
         self._gallery = _prepare(g, self.metric)
@@ -130,32 +130,6 @@ class Scorer:
         return self._csls_stats
 
 
-def topk(scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` gallery items per query: ``(indices int64, scores float32)``, ``(n_queries, k)``.
-
-    Rows are sorted by descending score; equal scores are ordered by ascending gallery index
-    (and the lower index wins a tie at the cut-off). ``k`` must be in ``1..n_gallery``.
-    """
-    n_queries, n_gallery = scorer.shape
-    k = _check_int(k, "k", minimum=1)
-    if k > n_gallery:
-        raise ValueError(f"k must be between 1 and the gallery size {n_gallery}, got {k}")
-    indices = np.empty((n_queries, k), dtype=np.int64)
-    scores = np.empty((n_queries, k), dtype=np.float32)
-    for rows, s in scorer.chunks():
-        kth = np.partition(s, n_gallery - k, axis=1)[:, n_gallery - k, None]  # k-th largest
-        above = s > kth
-        at = s == kth
-        n_needed = k - above.sum(axis=1, keepdims=True)
-        keep = above | (at & (np.cumsum(at, axis=1, dtype=np.int32) <= n_needed))
-        cols = np.nonzero(keep)[1].reshape(-1, k)  # ascending gallery index within each row
-        vals = np.take_along_axis(s, cols, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        indices[rows] = np.take_along_axis(cols, order, axis=1)
-        scores[rows] = np.take_along_axis(vals, order, axis=1)
-    return indices, scores
-
-
 def _check_metric(metric: str) -> str:
     if metric not in SIMILARITIES:
         raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(SIMILARITIES)}")
@@ -172,7 +146,7 @@ def _check_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, n
     return q, g
 
 
-def _check_int(value: int, name: str, minimum: int) -> int:
+def check_int(value: int, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:

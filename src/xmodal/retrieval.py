@@ -1,0 +1,40 @@
+"""Retrieval: the top-k gallery items of each query in a shared space (exact search)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xmodal.similarity import Scorer, check_int
+
+
+def search(
+    queries: np.ndarray, gallery: np.ndarray, k: int = 10, *, metric: str = "cosine", csls_k: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search: ``topk(Scorer(queries, gallery, metric, csls_k), k)``."""
+    return topk(Scorer(queries, gallery, metric=metric, csls_k=csls_k), k)
+
+
+def topk(scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` gallery items per query: ``(indices int64, scores float32)``, ``(n_queries, k)``.
+
+    Rows are sorted by descending score; equal scores are ordered by ascending gallery index
+    (and the lower index wins a tie at the cut-off). ``k`` must be in ``1..n_gallery``.
+    """
+    n_queries, n_gallery = scorer.shape
+    k = check_int(k, "k", minimum=1)
+    if k > n_gallery:
+        raise ValueError(f"k must be between 1 and the gallery size {n_gallery}, got {k}")
+    indices = np.empty((n_queries, k), dtype=np.int64)
+    scores = np.empty((n_queries, k), dtype=np.float32)
+    for rows, s in scorer.chunks():
+        kth = np.partition(s, n_gallery - k, axis=1)[:, n_gallery - k, None]  # k-th largest
+        above = s > kth
+        at = s == kth
+        n_needed = k - above.sum(axis=1, keepdims=True)
+        keep = above | (at & (np.cumsum(at, axis=1, dtype=np.int32) <= n_needed))
+        cols = np.nonzero(keep)[1].reshape(-1, k)  # ascending gallery index within each row
+        vals = np.take_along_axis(s, cols, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        indices[rows] = np.take_along_axis(cols, order, axis=1)
+        scores[rows] = np.take_along_axis(vals, order, axis=1)
+    return indices, scores
