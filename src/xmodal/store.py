@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.encoders.base import Encoder, concat_normalized
+from xmodal.encoders.base import Encoder
 from xmodal.paths import default_cache_dir
 
 
@@ -59,9 +59,9 @@ class EmbeddingStore:
         """
         values = [str(v) for v in values]
         parts = getattr(encoder, "parts", None)
-        if parts:  # a concatenation: cache each part on its own
+        if parts:  # a combination (ConcatEncoder, MeanEncoder): cache each part on its own
             kwargs = dict(label=label, batch_size=batch_size, progress=progress)
-            return concat_normalized([self.embed(p, values, **kwargs) for p in parts])
+            return encoder.combine([self.embed(p, values, **kwargs) for p in parts])
         key = content_key(encoder.cache_key, values, encoder.modality)
         path = self.root / "embeddings" / _safe(encoder.name) / f"{key[:32]}.npy"
         if path.is_file():

