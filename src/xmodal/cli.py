@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import sys
@@ -11,6 +12,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xmodal.align import Aligner
@@ -43,13 +45,12 @@ CslsOpt = Annotated[int, typer.Option("--csls-k", min=0, help="CSLS neighbourhoo
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
 
 def _guard(func):
     """Turn expected user errors into one clear line and exit code 2 (no traceback)."""
-    import functools
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
