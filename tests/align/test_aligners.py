@@ -407,9 +407,9 @@ def test_fit_is_deterministic(make):
 @pytest.fixture(scope="module")
 def preset_data():
     # Like 384-d text / 1280-d image embeddings, but smaller: just big enough for the
-    # presets' n_components (256 for "procrustes-pca256", 128 for CCA).
+    # presets' n_components (256 for "procrustes-pca256", up to 384 for CCA).
     rng = np.random.default_rng(5)
-    n, d_text, d_image = 280, 272, 320
+    n, d_text, d_image = 400, 392, 448
     latent = rng.normal(size=(n, 32))
     return {
         "text": latent @ rng.normal(size=(32, d_text)) + rng.normal(size=(n, d_text)),
