@@ -171,7 +171,8 @@ def test_cca_is_symmetric_in_modality_order():
     b = CCAAligner(n_components=10, normalize=False).fit(
         {"image": train["image"], "text": train["text"]}
     )
-    np.testing.assert_allclose(a.correlations_, b.correlations_, rtol=1e-8)
+    # Aligners see float32 embeddings, so a^T b and b^T a agree to float32 precision.
+    np.testing.assert_allclose(a.correlations_, b.correlations_, rtol=1e-5)
     assert_perfect_retrieval(b, test)
 
 

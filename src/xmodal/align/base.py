@@ -140,7 +140,7 @@ class Aligner:
 
     # -- helpers ------------------------------------------------------------------------
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        """Rows L2-normalised if ``normalize``; float32 (validated by check_embeddings)."""
         if self.normalize:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x

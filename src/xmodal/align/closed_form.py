@@ -43,10 +43,11 @@ class _DirectedAligner(Aligner):
                 f"does not match the fitted modalities {list(data)}"
             )
         self.mean_ = {
-            m: x.mean(axis=0) if self.center else np.zeros(x.shape[1]) for m, x in data.items()
+            m: x.mean(axis=0, dtype=np.float64) if self.center else np.zeros(x.shape[1])
+            for m, x in data.items()
         }
-        a = data[self.source] - self.mean_[self.source]
-        b = data[self.target] - self.mean_[self.target]
+        a = data[self.source] - self.mean_[self.source].astype(np.float32)
+        b = data[self.target] - self.mean_[self.target].astype(np.float32)
         self._fit_map(a, b)
 
     def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
@@ -122,7 +123,9 @@ class ProcrustesAligner(_DirectedAligner):
         return a @ self.rotation_ * self.scale_
 
     def _reduce(self, x: np.ndarray, modality: str) -> np.ndarray:
-        return x if self.n_components is None else x @ self.components_[modality]
+        if self.n_components is None:
+            return x
+        return x @ self.components_[modality].astype(x.dtype)  # no float64 copy of x
 
 
 class CCAAligner(Aligner):
@@ -148,7 +151,7 @@ class CCAAligner(Aligner):
     def _fit(self, data: dict[str, np.ndarray]) -> None:
         (m_a, a), (m_b, b) = data.items()
         proj_a, proj_b, corr = linalg.cca(a, b, self.n_components, reg=self.reg)
-        self.mean_ = {m_a: a.mean(axis=0), m_b: b.mean(axis=0)}
+        self.mean_ = {m_a: a.mean(axis=0, dtype=np.float64), m_b: b.mean(axis=0, dtype=np.float64)}
         self.projection_ = {m_a: proj_a, m_b: proj_b}
         self.correlations_ = corr
 
@@ -164,5 +167,5 @@ def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:
             f"n_components must be in [1, {min(x.shape)}] for data of shape {x.shape}, "
             f"got {n_components}"
         )
-    _, vectors = np.linalg.eigh(x.T @ x)
+    _, vectors = np.linalg.eigh(linalg.cross_product(x, x))
     return vectors[:, ::-1][:, :n_components]

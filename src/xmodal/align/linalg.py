@@ -1,7 +1,9 @@
 """Closed-form solutions behind the aligners: pure functions with checked shapes.
 
 Each function states what it minimises or maximises. Inputs are row-paired: row ``i`` of
-``a`` and row ``i`` of ``b`` describe the same example.
+``a`` and row ``i`` of ``b`` describe the same example. float32 inputs stay float32 for the
+large ``n``-row products (embeddings are float32; this halves the memory traffic); every
+small ``d x d`` result is float64 before it is decomposed. Other inputs are float64.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from scipy import linalg
 
 
 def _check_paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = _as_float(a)
+    b = _as_float(b)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"expected 2-D arrays, got shapes {a.shape} and {b.shape}")
     if a.shape[0] != b.shape[0]:
@@ -35,8 +37,8 @@ def least_squares(a: np.ndarray, b: np.ndarray, ridge: float = 0.0) -> np.ndarra
     a, b = _check_paired(a, b)
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    gram = a.T @ a + ridge * np.eye(a.shape[1])
-    return linalg.solve(gram, a.T @ b, assume_a="pos" if ridge > 0 else "sym")
+    gram = cross_product(a, a) + ridge * np.eye(a.shape[1])
+    return linalg.solve(gram, cross_product(a, b), assume_a="pos" if ridge > 0 else "sym")
 
 
 def orthogonal_procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
@@ -56,7 +58,7 @@ def orthogonal_procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, flo
     True
     """
     a, b = _check_paired(a, b)
-    u, s, vt = linalg.svd(a.T @ b, full_matrices=False)
+    u, s, vt = linalg.svd(cross_product(a, b), full_matrices=False)
     return u @ vt, float(s.sum())
 
 
@@ -103,7 +105,19 @@ def cca(
 
 def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross-covariance ``(a - mean a)^T (b - mean b) / n`` (float64), without centred copies."""
-    return a.T @ b / a.shape[0] - np.outer(a.mean(axis=0), b.mean(axis=0))
+    mean_a = a.mean(axis=0, dtype=np.float64)
+    mean_b = b.mean(axis=0, dtype=np.float64)
+    return cross_product(a, b) / a.shape[0] - np.outer(mean_a, mean_b)
+
+
+def cross_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^T b`` computed in the inputs' precision, returned as float64."""
+    return np.asarray(a.T @ b, dtype=np.float64)
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x if x.dtype == np.float32 else x.astype(np.float64)
 
 
 def _regularise(cov: np.ndarray, reg: float) -> np.ndarray:
