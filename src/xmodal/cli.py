@@ -173,7 +173,7 @@ def bench_flickr8k(
     command = "xmodal bench flickr8k " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "xmodal bench flickr8k"
     json_path = json_dir / f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}.json".replace("+", "-")
     write_results(result, json_path, results, command.strip())
-    console.print(f"wrote {json_path} and updated {results}")
+    console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
 
 
 def _print_bench(result: BenchResult) -> None:
