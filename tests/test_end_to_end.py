@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xmodal.align import Aligner, CCAAligner, ProcrustesAligner
-from xmodal.bench import embed_split
+from xmodal.embeddings import embed_split
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.store import EmbeddingStore
 

@@ -14,53 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from xmodal.align import IdentityAligner
 from xmodal.align.presets import ALIGNERS
 from xmodal.data import PairedDataset, load_flickr8k
-from xmodal.data.dataset import pair_rows
-from xmodal.encoders import get_encoder
+from xmodal.embeddings import embed_split
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.store import EmbeddingStore
 
 METRIC_COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10", "t2i/medR", "i2t/medR")
-
-@dataclass
-class SplitEmbeddings:
-    """Embeddings of one split with the item index of every row (the relevance labels)."""
-
-    text: np.ndarray
-    image: np.ndarray
-    text_items: np.ndarray
-    image_items: np.ndarray
-
-    def training_pairs(self) -> dict[str, np.ndarray]:
-        """Every (caption, image) pair of the same item, row-paired."""
-        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
-        return {"text": self.text[t_rows], "image": self.image[i_rows]}
-
-
-def embed_split(
-    dataset: PairedDataset,
-    store: EmbeddingStore,
-    text_encoder: str,
-    image_encoder: str,
-    *,
-    backend: str = "onnx",
-    progress: bool = True,
-) -> SplitEmbeddings:
-    """Embed the text and image values of ``dataset`` through the cache."""
-    texts = dataset.flatten("text")
-    images = dataset.flatten("image")
-    t_enc = get_encoder(text_encoder, backend=backend, cache_dir=store.root)
-    i_enc = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
-    return SplitEmbeddings(
-        text=store.embed(t_enc, texts.values, label=f"{dataset.name}/text", progress=progress),
-        image=store.embed(i_enc, images.values, label=f"{dataset.name}/image", progress=progress),
-        text_items=texts.item_index,
-        image_items=images.item_index,
-    )
 
 
 @dataclass

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from xmodal.align import Aligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, make_aligner
-from xmodal.bench import METRIC_COLUMNS, BenchResult, embed_split, run_flickr8k, write_results
+from xmodal.bench import METRIC_COLUMNS, BenchResult, run_flickr8k, write_results
+from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
 from xmodal.evaluate import evaluate_bidirectional
