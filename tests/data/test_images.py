@@ -64,10 +64,11 @@ def test_directory(tmp_path, read):
 
 
 @needs_real_image
-def test_truncated_jpeg_is_an_error(tmp_path):
+@pytest.mark.parametrize("read", [load_image, check_image])
+def test_truncated_jpeg_is_an_error(tmp_path, read):
     data = REAL_IMAGE.read_bytes()
     path = tmp_path / "half.jpg"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=f"cannot read image {re.escape(str(path))}: .*truncated"):
-        load_image(path)
+        read(path)
     assert not ImageFile.LOAD_TRUNCATED_IMAGES

@@ -19,13 +19,16 @@ REAL = ["2513260012_03d33305cf.jpg", "1012212859_01547e3f17.jpg", "3385593926_d3
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """tmp_path with imgs/{a,b,c}.jpg copied from Flickr8k and a corrupt imgs/bad.jpg."""
+    """tmp_path with imgs/{a,b,c}.jpg copied from Flickr8k, a corrupt imgs/bad.jpg and a
+    truncated imgs/half.jpg."""
     if not all((FLICKR8K_IMAGES / name).is_file() for name in REAL):
         pytest.skip(f"real Flickr8k images not found under {FLICKR8K_IMAGES}")
     (tmp_path / "imgs").mkdir()
     for name, real in zip("abc", REAL):
         shutil.copy(FLICKR8K_IMAGES / real, tmp_path / "imgs" / f"{name}.jpg")
     (tmp_path / "imgs" / "bad.jpg").write_bytes(os.urandom(2048))
+    whole = (tmp_path / "imgs" / "a.jpg").read_bytes()
+    (tmp_path / "imgs" / "half.jpg").write_bytes(whole[: len(whole) // 2])
     return tmp_path
 
 
@@ -112,6 +115,8 @@ JSONL_ERRORS = [
     ('{"id": "a", "image": "imgs/missing.jpg"}\n', 1, "image file not found: .*missing\\.jpg"),
     ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/bad.jpg"}\n', 2,
      "cannot read image .*bad\\.jpg"),
+    ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/half.jpg"}\n', 2,
+     "cannot read image .*half\\.jpg: .*truncated"),
 ]
 
 
