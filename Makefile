@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: bench bench-best test test-fast speed clean
+.PHONY: bench bench-best bench-heads test test-fast speed clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,11 @@ BEST_ALIGNERS := lstsq-t2i procrustes-t2i cca-128-weighted cca-256-weighted cca-
 bench-best: $(MPNET_STAMP)
 	$(VENV)/bin/xmodal bench flickr8k --text-encoder $(BEST_TEXT) --image-encoder $(BEST_IMAGE) \
 		$(foreach a,$(BEST_ALIGNERS),--aligner $(a))
+
+# Trained projection heads (issue 3, in progress) against the best closed-form row.
+HEADS := cca-256-weighted head-linear head-mlp head-gmlp head-linear-cca head-mlp-cca head-gmlp-cca
+bench-heads: $(STAMP)
+	$(VENV)/bin/xmodal bench flickr8k $(foreach a,$(HEADS),--aligner $(a))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -101,3 +101,14 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
     second = _run(*args)
     assert "misses 0" in second.output  # every embedding from the cache
     assert results.read_text().count("| procrustes-t2i |") == 2  # the section is replaced, not appended
+
+
+@pytest.mark.slow
+def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
+    out = tmp_path / "head.npz"
+    fitted = _run("fit", str(manifest), "--aligner", "head-linear", "--out", str(out), "--cache", str(cache_dir))
+    assert fitted.exit_code == 0, fitted.output
+    assert "HeadAligner(head='linear'" in " ".join(fitted.output.split())
+    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["t2i/R@10"] == 100.0  # 10 test images

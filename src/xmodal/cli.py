@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from xmodal.align import Aligner
-from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, make_aligner
+from xmodal.align.heads import HeadAligner
+from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
 from xmodal.bench import METRIC_COLUMNS, BenchResult, run_flickr8k, write_results
 from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
@@ -102,7 +103,7 @@ def encoders() -> None:
 def fit(
     dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the fitted aligner (.npz).")],
-    aligner: Annotated[str, typer.Option("--aligner", help=f"One of: {', '.join(ALIGNERS)}.")] = DEFAULT_ALIGNER,
+    aligner: Annotated[str, typer.Option("--aligner", help=f"One of: {', '.join([*ALIGNERS, *TRAINED_ALIGNERS])}.")] = DEFAULT_ALIGNER,
     split: Annotated[str, typer.Option("--split")] = "train",
     text_encoder: TextEncOpt = "minilm",
     image_encoder: ImageEncOpt = "efficientnet-lite0",
@@ -113,7 +114,7 @@ def fit(
     """Fit an aligner on the (text, image) pairs of a split and save it."""
     model = make_aligner(aligner)
     emb = embed_split(load_dataset(dataset, data).split(split), EmbeddingStore(cache), text_encoder, image_encoder, backend=backend)
-    model.fit(emb.training_pairs())
+    model.fit(emb.training_pairs(), **({"groups": emb.pair_items()} if isinstance(model, HeadAligner) else {}))
     path = model.save(out)
     console.print(f"fitted {model!r} on {len(emb.text_items)} pairs -> {path}")
 
@@ -155,7 +156,7 @@ def evaluate(
 def bench_flickr8k(
     text_encoder: TextEncOpt = "minilm",
     image_encoder: ImageEncOpt = "efficientnet-lite0",
-    aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help="Repeat to pick aligners (default: all).")] = None,
+    aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help="Repeat to pick aligners (default: every closed-form one; trained heads: head-linear, head-mlp-cca, ...).")] = None,
     csls_k: CslsOpt = 10,
     eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a smoke run, not the protocol.")] = None,
@@ -172,7 +173,8 @@ def bench_flickr8k(
     )
     _print_bench(result)
     command = "xmodal bench flickr8k " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "xmodal bench flickr8k"
-    json_path = json_dir / f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}.json".replace("+", "-")
+    name = f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}{'_heads' if result.trained else ''}"
+    json_path = json_dir / f"{name.replace('+', '-')}.json"
     write_results(result, json_path, results, command.strip())
     console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
 

@@ -26,6 +26,17 @@ class SplitEmbeddings:
         t_rows, i_rows = pair_rows(self.text_items, self.image_items)
         return {"text": self.text[t_rows], "image": self.image[i_rows]}
 
+    def pair_items(self) -> np.ndarray:
+        """The item of each row of :meth:`training_pairs` (the ``groups`` of trained heads)."""
+        t_rows, _ = pair_rows(self.text_items, self.image_items)
+        return self.text_items[t_rows]
+
+    def first_pairs(self) -> dict[str, np.ndarray]:
+        """One (first caption, image) pair per item: a validation set for trained heads."""
+        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
+        _, first = np.unique(self.text_items[t_rows], return_index=True)
+        return {"text": self.text[t_rows[first]], "image": self.image[i_rows[first]]}
+
 
 def embed_split(
     dataset: PairedDataset,

@@ -46,13 +46,16 @@ class Aligner:
         self.normalize = normalize
 
     # -- public API -----------------------------------------------------------------
-    def fit(self, embeddings: dict[str, np.ndarray]) -> Aligner:
-        """Fit on row-paired embeddings ``{modality: array (n, d_modality)}``; returns self."""
+    def fit(self, embeddings: dict[str, np.ndarray], **fit_params: Any) -> Aligner:
+        """Fit on row-paired embeddings ``{modality: array (n, d_modality)}``; returns self.
+
+        ``fit_params`` go to the subclass (trained aligners take ``groups`` and ``validation``).
+        """
         data = self._validate_fit_input(embeddings)
         self.modalities_ = tuple(data)
         self.dims_ = {m: x.shape[1] for m, x in data.items()}
         try:
-            self._fit({m: self._preprocess(x) for m, x in data.items()})
+            self._fit({m: self._preprocess(x) for m, x in data.items()}, **fit_params)
         except BaseException:
             # A failed fit must not leave the aligner looking fitted (half-set state).
             for name in [n for n in vars(self) if n.endswith("_")]:

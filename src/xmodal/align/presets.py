@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, ProcrustesAligner
+from xmodal.align.heads import HEADS, HeadAligner
 
 ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "identity": IdentityAligner,
@@ -30,9 +31,23 @@ ALIGNERS: dict[str, Callable[[], Aligner]] = {
 }
 DEFAULT_ALIGNER = "cca-256-weighted"
 
+# Trained heads (opt-in: `xmodal bench flickr8k --aligner head-mlp-cca`); fitted with the
+# train split's item ids as groups and the dev split for early stopping. "-cca" heads start
+# at the cca-256-weighted solution and fine-tune it with InfoNCE.
+_TRAINING = dict(dim=256, batch_size=1024, epochs=100, patience=10)
+TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
+    f"head-{head}{suffix}": (lambda head=head, init=init, lr=lr: HeadAligner(
+        head=head, init=init, lr=lr, weight_decay=0.1 if init == "random" else 1e-2,
+        dropout=0.3, **_TRAINING))
+    for head in HEADS
+    for suffix, init, lr in (("", "random", 1e-3), ("-cca", "cca", 1e-4))
+}
+
 
 def make_aligner(name: str) -> Aligner:
     """A fresh, unfitted aligner of the configuration called ``name``."""
-    if name not in ALIGNERS:
-        raise ValueError(f"unknown aligner {name!r}; known aligners: {', '.join(ALIGNERS)}")
-    return ALIGNERS[name]()
+    factory = ALIGNERS.get(name) or TRAINED_ALIGNERS.get(name)
+    if factory is None:
+        known = ", ".join([*ALIGNERS, *TRAINED_ALIGNERS])
+        raise ValueError(f"unknown aligner {name!r}; known aligners: {known}")
+    return factory()

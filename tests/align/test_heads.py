@@ -1,0 +1,93 @@
+"""Trained projection heads: shapes, gMLP gate at init, overfitting a planted set, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xmodal.align import Aligner, CCAAligner
+from xmodal.align.heads import GMLPHead, HeadAligner, SpatialGatingUnit
+from xmodal.evaluate import evaluate_bidirectional
+
+
+def planted(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """Two views of n items: text and image are different random maps of one latent code."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 16))
+    return {
+        "text": (latent @ rng.normal(size=(16, 24)) + 0.05 * rng.normal(size=(n, 24))).astype(np.float32),
+        "image": (np.tanh(latent @ rng.normal(size=(16, 40))) + 0.05 * rng.normal(size=(n, 40))).astype(np.float32),
+    }
+
+
+def test_gmlp_shapes_and_gate_starts_as_identity():
+    torch.manual_seed(0)
+    head = GMLPHead(d_in=40, d_out=12, tokens=4, width=8, depth=2, dropout=0.0)
+    assert head(torch.randn(5, 40)).shape == (5, 12)
+    gate = SpatialGatingUnit(channels=6, tokens=4)
+    x = torch.randn(3, 4, 12)
+    np.testing.assert_allclose(gate(x).detach().numpy(), x[..., :6].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp", "gmlp"])
+@pytest.mark.parametrize("objective", ["pcmc", "pcmr"])
+def test_heads_overfit_a_planted_dataset(head, objective):
+    data = planted()
+    labels = np.arange(64)
+    aligner = HeadAligner(head=head, objective=objective, dim=16, hidden=64, tokens=4, width=8,
+                          epochs=300, batch_size=64, lr=3e-3, weight_decay=0.0, dropout=0.0,
+                          patience=300, negative_target=-0.2)
+    aligner.fit(data)
+    text, image = aligner.transform(data["text"], "text"), aligner.transform(data["image"], "image")
+    assert text.shape == image.shape == (64, 16)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    metrics = evaluate_bidirectional(text, image, labels, labels)
+    assert metrics["t2i/R@1"] == 100.0 and metrics["i2t/R@1"] == 100.0
+
+
+def test_same_seed_same_numbers_and_save_load(tmp_path):
+    data = planted(seed=1)
+    make = lambda seed: HeadAligner(head="mlp", dim=8, hidden=32, epochs=20, batch_size=16, seed=seed).fit(data)  # noqa: E731
+    first, second, other = make(0), make(0), make(1)
+    np.testing.assert_array_equal(first.transform(data["text"], "text"), second.transform(data["text"], "text"))
+    assert not np.array_equal(first.transform(data["text"], "text"), other.transform(data["text"], "text"))
+    loaded = Aligner.load(first.save(tmp_path / "head.npz"))
+    np.testing.assert_array_equal(loaded.transform(data["image"], "image"), first.transform(data["image"], "image"))
+    assert len(loaded.loss_history_) == len(first.loss_history_)
+
+
+def test_cca_init_starts_at_the_cca_solution():
+    data = planted(n=200)
+    head = HeadAligner(head="mlp", init="cca", dim=8, hidden=16, epochs=0).fit(data)
+    cca = CCAAligner(n_components=8, reg=1.0, weight_power=0.5).fit(data)
+    for m, x in data.items():
+        expected = cca.transform(x, m)
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        np.testing.assert_allclose(head.transform(x, m), expected, atol=1e-4)
+
+
+def test_groups_keep_one_row_per_group_per_batch_and_validation_stops_early():
+    data = planted(n=60)
+    rows = np.repeat(np.arange(20), 3)  # 3 rows per group, as captions of one image
+    paired = {m: x[rows] for m, x in data.items()}
+    validation = {m: x[:20] for m, x in data.items()}
+    aligner = HeadAligner(dim=8, epochs=200, patience=3, batch_size=20, lr=0.05).fit(
+        paired, groups=rows, validation=validation
+    )
+    assert len(aligner.loss_history_) < 200  # stopped on the validation loss
+
+
+@pytest.mark.parametrize(
+    "kwargs, fit_kwargs, message",
+    [
+        ({"head": "transformer"}, {}, "unknown head 'transformer'"),
+        ({"objective": "triplet"}, {}, "unknown objective 'triplet'"),
+        ({"init": "magic"}, {}, "unknown init 'magic'"),
+        ({}, {"groups": np.zeros(3)}, r"groups must have one entry per row \(64\)"),
+        ({}, {"validation": {"text": np.zeros((2, 24))}}, "validation modalities"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, fit_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HeadAligner(epochs=1, **kwargs).fit(planted(), **fit_kwargs)
