@@ -59,6 +59,7 @@ def test_encode_writes_npy(manifest, cache_dir, tmp_path):
         (["encode", "MANIFEST", "--encoder", "clip"], "unknown encoder 'clip'"),
         (["encode", "missing.jsonl"], "missing.jsonl"),
         (["encode", "cifar10"], "unknown dataset 'cifar10'"),
+        (["encode", "MANIFEST", "--modality", "de"], "unknown modality 'de'; available: image, text"),
         (["fit", "MANIFEST", "--aligner", "magic", "--out", "x.npz"], "unknown aligner 'magic'"),
         (["eval", "MANIFEST", "--aligner", "nowhere.npz"], "aligner file not found: nowhere.npz"),
     ],
@@ -112,3 +113,14 @@ def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
     result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["t2i/R@10"] == 100.0  # 10 test images
+
+
+@pytest.mark.slow
+def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
+    out = tmp_path / "de.npy"
+    result = _run("encode", "flickr8k-multi30k", "--data", str(data_root), "--split", "test",
+                  "--encoder", "minilm", "--modality", "cs1", "--out", str(out), "--cache", str(cache_dir))
+    assert result.exit_code == 0, result.output
+    import numpy as np
+
+    assert np.load(out).shape == (929, 384)  # one Czech sentence per test image that has one

@@ -67,8 +67,9 @@ def _guard(func):
 @app.command()
 @_guard
 def encode(
-    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
+    dataset: Annotated[str, typer.Argument(help="'flickr8k', 'flickr8k-multi30k' or a .jsonl/.csv manifest.")],
     encoder: Annotated[str, typer.Option("--encoder", help="Encoder name (see `xmodal encoders`).")] = "minilm",
+    modality: Annotated[Optional[str], typer.Option("--modality", help="Dataset modality to encode (default: the encoder's, e.g. text; 'de' in flickr8k-multi30k).")] = None,
     split: Annotated[str, typer.Option("--split")] = "train",
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the embeddings to this .npy file.")] = None,
     data: DataOpt = None,
@@ -80,9 +81,10 @@ def encode(
     subset = load_dataset(dataset, data).split(split)
     store = EmbeddingStore(cache)
     enc = get_encoder(encoder, backend=backend, cache_dir=store.root)
-    flat = subset.flatten(enc.modality)
-    emb = store.embed(enc, flat.values, label=f"{subset.name}/{enc.modality}", batch_size=batch_size, progress=True)
-    console.print(f"{subset.name}: {emb.shape[0]} {enc.modality} embeddings of dimension {emb.shape[1]} "
+    modality = modality or enc.modality
+    flat = subset.flatten(modality)
+    emb = store.embed(enc, flat.values, label=f"{subset.name}/{modality}", batch_size=batch_size, progress=True)
+    console.print(f"{subset.name}: {emb.shape[0]} {modality} embeddings of dimension {emb.shape[1]} "
                   f"({'from cache' if store.hits else 'encoded'})")
     if out is not None:
         np.save(out, emb)
