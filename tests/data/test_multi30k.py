@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from pathlib import Path
 
 import pytest
 
 from xmodal.data import DataError
 from xmodal.data.multi30k import MODALITIES, load_flickr8k_multi30k
 
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(
-    not (DATA_ROOT / "multi30k").is_dir(), reason=f"Multi30k not found under {DATA_ROOT}"
-)
-
 
 @pytest.fixture(scope="module")
-def joined():
-    return load_flickr8k_multi30k(DATA_ROOT)
+def joined(data_root):
+    return load_flickr8k_multi30k(data_root)
 
 
 def test_keeps_flickr8k_items_and_split_and_adds_languages(joined):
@@ -45,10 +39,10 @@ def test_known_sentences(joined):
 
 
 @pytest.fixture
-def broken_root(tmp_path):
+def broken_root(tmp_path, data_root):
     """A copy of the Multi30k layout beside a link to the real Flickr8k."""
-    (tmp_path / "flickr8k").symlink_to(DATA_ROOT / "flickr8k")
-    shutil.copytree(DATA_ROOT / "multi30k", tmp_path / "multi30k")
+    (tmp_path / "flickr8k").symlink_to(data_root / "flickr8k")
+    shutil.copytree(data_root / "multi30k", tmp_path / "multi30k")
     return tmp_path
 
 
