@@ -9,6 +9,7 @@ without CSLS re-scoring.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,15 @@ class BenchRow:
     csls_k: int
     fit_seconds: float
     metrics: dict[str, float]
+
+    def cells(self) -> list[str]:
+        """The row as printed: aligner, CSLS, every metric column, fit seconds."""
+        csls = f"k={self.csls_k}" if self.csls_k else "–"
+        metrics = [f"{self.metrics[c]:.1f}" for c in METRIC_COLUMNS]
+        return [self.aligner, csls, *metrics, f"{self.fit_seconds:.2f}"]
+
+
+TABLE_COLUMNS = ("aligner", "CSLS", *METRIC_COLUMNS, "fit s")
 
 
 @dataclass
@@ -66,22 +76,18 @@ class BenchResult:
         }
 
     def to_markdown(self) -> str:
-        head = "| aligner | CSLS | " + " | ".join(METRIC_COLUMNS) + " | fit s |"
-        lines = [head, "|" + "---|" * (len(METRIC_COLUMNS) + 3)]
-        for r in self.rows:
-            cells = [_fmt(r.metrics[c]) for c in METRIC_COLUMNS]
-            csls = f"k={r.csls_k}" if r.csls_k else "–"
-            lines.append(f"| {r.aligner} | {csls} | " + " | ".join(cells) + f" | {r.fit_seconds:.2f} |")
+        lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+        lines += ["| " + " | ".join(r.cells()) + " |" for r in self.rows]
         return "\n".join(lines)
 
-
-def _fmt(value: float) -> str:
-    return f"{value:.1f}"
+    def timing(self) -> str:
+        return (
+            f"encode {self.seconds['encode']:.1f} s (cache hits {self.cache['hits']}, "
+            f"misses {self.cache['misses']}), fit+evaluate {self.seconds['fit+evaluate']:.1f} s"
+        )
 
 
 def machine_description() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
@@ -147,16 +153,13 @@ def write_results(result: BenchResult, json_path: Path, markdown_path: Path, com
     """Write the JSON and replace this configuration's section of RESULTS.md."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result.to_json(), indent=1))
-    key = f"{result.title}"
     best = result.best()
     section = "\n".join(
         [
             f"### {result.title}",
             "",
             f"Command: `{command}` · machine: {machine_description()} · "
-            f"{time.strftime('%Y-%m-%d')} · encode {result.seconds['encode']:.1f} s "
-            f"(cache hits {result.cache['hits']}, misses {result.cache['misses']}), "
-            f"fit+evaluate {result.seconds['fit+evaluate']:.1f} s",
+            f"{time.strftime('%Y-%m-%d')} · {result.timing()}",
             "",
             result.to_markdown(),
             "",
@@ -164,7 +167,7 @@ def write_results(result: BenchResult, json_path: Path, markdown_path: Path, com
             f"t2i R@10 {best.metrics['t2i/R@10']:.1f}, i2t R@10 {best.metrics['i2t/R@10']:.1f}.",
         ]
     )
-    replace_section(markdown_path, key, section)
+    replace_section(markdown_path, result.title, section)
 
 
 def replace_section(path: Path, key: str, body: str) -> None:

@@ -18,7 +18,7 @@ from rich.table import Table
 from xmodal.align import Aligner
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
-from xmodal.bench import METRIC_COLUMNS, BenchResult, run_flickr8k, write_results
+from xmodal.bench import TABLE_COLUMNS, BenchResult, run_flickr8k, write_results
 from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
@@ -184,19 +184,13 @@ def bench_flickr8k(
 def _print_bench(result: BenchResult) -> None:
     wide = Console(width=max(console.width, 150))
     table = Table(title=result.title)
-    for column in ("aligner", "CSLS", *METRIC_COLUMNS, "fit s"):
+    for column in TABLE_COLUMNS:
         table.add_column(column, justify="left" if column == "aligner" else "right")
     best = result.best()
     for row in result.rows:
-        cells = [f"{row.metrics[c]:.1f}" for c in METRIC_COLUMNS]
-        style = "bold green" if row is best else None
-        table.add_row(row.aligner, f"k={row.csls_k}" if row.csls_k else "–", *cells, f"{row.fit_seconds:.2f}", style=style)
+        table.add_row(*row.cells(), style="bold green" if row is best else None)
     wide.print(table)
-    wide.print(
-        f"encode {result.seconds['encode']:.1f} s (cache hits {result.cache['hits']}, "
-        f"misses {result.cache['misses']}), fit+evaluate {result.seconds['fit+evaluate']:.1f} s, "
-        f"total {result.seconds['total']:.1f} s"
-    )
+    wide.print(f"{result.timing()}, total {result.seconds['total']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -155,9 +155,16 @@ class CCAAligner(Aligner):
         self.projection_ = {m_a: proj_a, m_b: proj_b}
         self.correlations_ = corr
 
-    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+    def affine(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` with ``transform(x) = x' W + b`` for preprocessed rows ``x'``."""
+        self._check_fitted()
         weights = np.clip(self.correlations_, 0.0, None) ** self.weight_power
-        return (x - self.mean_[modality]) @ self.projection_[modality] * weights
+        matrix = self.projection_[modality] * weights
+        return matrix, -self.mean_[modality] @ matrix
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        matrix, offset = self.affine(modality)
+        return x @ matrix + offset
 
 
 def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:

@@ -255,13 +255,12 @@ def _init_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim: int) 
     if len(data) != 2:
         raise ValueError("init='cca' needs exactly two modalities")
     cca = CCAAligner(n_components=dim, reg=1.0, weight_power=0.5, normalize=False).fit(data)
-    weights = np.clip(cca.correlations_, 0.0, None) ** cca.weight_power
     with torch.no_grad():
         for modality, head in heads.items():
             linear = head if isinstance(head, nn.Linear) else head.linear
-            projection = cca.projection_[modality] * weights
-            linear.weight.copy_(torch.from_numpy(projection.T.astype(np.float32)))
-            linear.bias.copy_(torch.from_numpy((-cca.mean_[modality] @ projection).astype(np.float32)))
+            matrix, offset = cca.affine(modality)
+            linear.weight.copy_(torch.from_numpy(matrix.T.astype(np.float32)))
+            linear.bias.copy_(torch.from_numpy(offset.astype(np.float32)))
             residual_out = {MLPHead: lambda h: h.mlp[-1], GMLPHead: lambda h: h.out}.get(type(head))
             if residual_out is not None:
                 nn.init.zeros_(residual_out(head).weight)
