@@ -124,3 +124,25 @@ def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
     import numpy as np
 
     assert np.load(out).shape == (929, 384)  # one Czech sentence per test image that has one
+
+
+@pytest.mark.slow
+def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, cache_dir, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    result = _run("bench", "flickr8k-multi30k", "--limit", "30", "--data", str(data_root), "--cache", str(cache_dir),
+                  "--aligner", "head-linear", "--fusion", "mean", "--fusion", "score", "--csls-k", "5",
+                  "--results", str(results), "--json-dir", str(tmp_path / "json"))
+    assert result.exit_code == 0, result.output
+    text = results.read_text()
+    assert "| query \\ gallery | image | en | de | en1 | de1 | fr1 | cs1 |" in text
+    assert "| en+de |" in text and "| en+de+en1+de1+fr1+cs1 |" in text
+    (json_file,) = (tmp_path / "json").glob("*.json")
+    data = json.loads(json_file.read_text())
+    assert len(data["pairs"]) == 7 * 6  # every ordered pair of the 7 modalities
+    assert {f["fusion"] for f in data["fused"]} == {"mean", "score"}
+    assert all(0 <= p["R@1"] <= p["R@5"] <= p["R@10"] <= 100 for p in data["pairs"])
+
+
+def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path):
+    result = runner.invoke(app, ["bench", "flickr8k-multi30k", "--fusion", "max", "--results", str(tmp_path / "r.md")])
+    assert result.exit_code == 2 and "unknown fusion 'max'" in result.output

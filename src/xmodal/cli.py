@@ -6,6 +6,7 @@ import functools
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,11 +19,13 @@ from rich.table import Table
 from xmodal.align import Aligner
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
-from xmodal.bench import TABLE_COLUMNS, BenchResult, run_flickr8k, write_results
+from xmodal.bench import TABLE_COLUMNS, BenchResult, machine_description, replace_section, run_flickr8k, write_results
+from xmodal.bench_multi30k import MULTI30K_ENCODERS, MatrixResult, fused_markdown, matrix_markdown, run_flickr8k_multi30k
 from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
 from xmodal.evaluate import evaluate_bidirectional
+from xmodal.fusion import FUSIONS
 from xmodal.store import EmbeddingStore
 
 app = typer.Typer(
@@ -179,6 +182,73 @@ def bench_flickr8k(
     json_path = json_dir / f"{name.replace('+', '-')}.json"
     write_results(result, json_path, results, command.strip())
     console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
+
+
+@bench_app.command("flickr8k-multi30k")
+@_guard
+def bench_flickr8k_multi30k(
+    aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help="Trained head(s) aligning every modality at once (default: head-linear; e.g. head-linear-pcmr).")] = None,
+    fusion: Annotated[Optional[list[str]], typer.Option("--fusion", help=f"How fused queries combine modalities: {' or '.join(FUSIONS)} (repeat; default both).")] = None,
+    csls_k: CslsOpt = 0,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a smoke run, not the protocol.")] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+    results: Annotated[Path, typer.Option("--results", help="Markdown file whose section for this benchmark is replaced.")] = Path("benchmarks/RESULTS.md"),
+    json_dir: Annotated[Path, typer.Option("--json-dir", help="Folder for the JSON results.")] = Path("benchmarks/results"),
+) -> None:
+    """Train one head per modality on Flickr8k+Multi30k; print R@1/5/10 for every modality pair and fused queries."""
+    fusions = tuple(fusion or FUSIONS)
+    for name in fusions:
+        if name not in FUSIONS:
+            raise ValueError(f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
+    started = time.perf_counter()
+    runs = run_flickr8k_multi30k(data, aligners=aligner, csls_k=csls_k, fusions=fusions, cache_dir=cache, backend=backend, limit=limit)
+    seconds = time.perf_counter() - started
+    command = "xmodal bench flickr8k-multi30k " + shlex.join(sys.argv[3:])
+    wide = Console(width=max(console.width, 150))
+    sections = []
+    for run in runs:
+        modalities = list(dict.fromkeys(q for q, _ in run.pairs))
+        title = _multi30k_title(run, csls_k, limit)
+        wide.print(_markdown_table(matrix_markdown(run, modalities), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
+        wide.print(_markdown_table(fused_markdown(run, fusions), f"{title}: fused queries -> image"))
+        sections.append("\n".join([
+            f"#### {title}", "", f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):", "",
+            matrix_markdown(run, modalities), "", "Fused text queries -> image:", "", fused_markdown(run, fusions), "",
+        ]))
+        json_dir.mkdir(parents=True, exist_ok=True)
+        (json_dir / f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")).write_text(json.dumps(_matrix_json(run), indent=1))
+    key = f"Flickr8k+Multi30k{' (smoke run)' if limit else ''}{f' CSLS k={csls_k}' if csls_k else ''}: {', '.join(r.aligner for r in runs)}"
+    header = (f"### {key}\n\nCommand: `{command.strip()}` · machine: {machine_description()} · "
+              f"{time.strftime('%Y-%m-%d')} · {seconds:.1f} s in all · encoders: "
+              + ", ".join(f"{m} {e}" for m, e in MULTI30K_ENCODERS.items()) + "\n")
+    replace_section(results, key, header + "\n" + "\n".join(sections))
+    wide.print(f"{seconds:.1f} s in all; updated {results}")
+
+
+def _multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
+    size = f"first {limit} items per split (smoke run)" if limit else f"{run.n_items} test items with every modality"
+    return f"{run.aligner} — Flickr8k+Multi30k, {size}" + (f", CSLS k={csls_k}" if csls_k else "")
+
+
+def _matrix_json(run: MatrixResult) -> dict:
+    return {
+        "aligner": run.aligner, "fit_seconds": run.fit_seconds, "n_items": run.n_items, "machine": machine_description(),
+        "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in run.pairs.items()],
+        "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in run.fused.items()],
+    }
+
+
+def _markdown_table(markdown: str, title: str) -> Table:
+    """A rich Table from a Markdown table (header, separator, rows)."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()]
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows[2:]:
+        table.add_row(*row)
+    return table
 
 
 def _print_bench(result: BenchResult) -> None:

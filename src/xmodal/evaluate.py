@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from xmodal.fusion import SumScorer, fused_scorer
 from xmodal.similarity import Scorer, default_chunk_size
 
 
@@ -41,10 +42,10 @@ class _DenseScores:
 
 
 def ranks(
-    scorer: Scorer | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray
+    scorer: Scorer | SumScorer | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray
 ) -> np.ndarray:
     """1-based int64 rank of each query's best relevant gallery item (pessimistic on ties)."""
-    source = scorer if isinstance(scorer, Scorer) else _DenseScores(scorer)
+    source = scorer if isinstance(scorer, (Scorer, SumScorer)) else _DenseScores(scorer)
     n_queries, n_gallery = source.shape
     q_labels = _check_labels(query_labels, "query_labels", n_queries, "queries")
     g_labels = _check_labels(gallery_labels, "gallery_labels", n_gallery, "gallery items")
@@ -82,7 +83,7 @@ def recall_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[st
 
 
 def evaluate_retrieval(
-    queries: np.ndarray,
+    queries: np.ndarray | Sequence[np.ndarray],
     gallery: np.ndarray,
     query_labels: np.ndarray,
     gallery_labels: np.ndarray,
@@ -91,9 +92,14 @@ def evaluate_retrieval(
     csls_k: int = 0,
     ks: Sequence[int] = (1, 5, 10),
     prefix: str = "",
+    fusion: str = "mean",
 ) -> dict[str, float]:
-    """Recall metrics of ``queries`` retrieving from ``gallery``, keys prefixed by ``prefix``."""
-    scorer = Scorer(queries, gallery, metric=metric, csls_k=csls_k)
+    """Recall metrics of ``queries`` retrieving from ``gallery``, keys prefixed by ``prefix``.
+
+    ``queries`` may be a list of row-paired arrays (one per query modality), fused as
+    ``fusion`` says (see :mod:`xmodal.fusion`).
+    """
+    scorer = fused_scorer(queries, gallery, fusion=fusion, metric=metric, csls_k=csls_k)
     metrics = recall_metrics(ranks(scorer, query_labels, gallery_labels), ks)
     return {prefix + name: value for name, value in metrics.items()}
 

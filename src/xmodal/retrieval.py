@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from xmodal.fusion import SumScorer, fused_scorer
 from xmodal.similarity import Scorer, check_int
 
 
 def search(
-    queries: np.ndarray, gallery: np.ndarray, k: int = 10, *, metric: str = "cosine", csls_k: int = 0
+    queries: np.ndarray | Sequence[np.ndarray],
+    gallery: np.ndarray,
+    k: int = 10,
+    *,
+    metric: str = "cosine",
+    csls_k: int = 0,
+    fusion: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search: ``topk(Scorer(queries, gallery, metric, csls_k), k)``."""
-    return topk(Scorer(queries, gallery, metric=metric, csls_k=csls_k), k)
+    """Exact top-``k`` search; ``queries`` is one array, or a list of row-paired arrays (one
+    per query modality) fused by ``fusion`` (``"mean"`` or ``"score"``, see :mod:`xmodal.fusion`)."""
+    return topk(fused_scorer(queries, gallery, fusion=fusion, metric=metric, csls_k=csls_k), k)
 
 
-def topk(scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
+def topk(scorer: Scorer | SumScorer, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` gallery items per query: ``(indices int64, scores float32)``, ``(n_queries, k)``.
 
     Rows are sorted by descending score; equal scores are ordered by ascending gallery index

@@ -91,3 +91,30 @@ def test_groups_keep_one_row_per_group_per_batch_and_validation_stops_early():
 def test_bad_settings_are_named(kwargs, fit_kwargs, message):
     with pytest.raises(ValueError, match=message):
         HeadAligner(epochs=1, **kwargs).fit(planted(), **fit_kwargs)
+
+
+def test_absent_modality_values_are_ignored_and_three_modalities_align():
+    """Rows marked absent may hold anything: training ignores them (same numbers with noise)."""
+    rng = np.random.default_rng(3)
+    data = planted(n=96, seed=3)
+    data["audio"] = (data["text"] @ rng.normal(size=(24, 12))).astype(np.float32)
+    present = {"audio": np.arange(96) % 3 != 0}  # a third of the items miss audio
+    noisy = {**data, "audio": np.where(present["audio"][:, None], data["audio"], rng.normal(size=(96, 12)) * 50)}
+    make = lambda d: HeadAligner(dim=16, epochs=150, batch_size=96, lr=3e-3, weight_decay=0.0,  # noqa: E731
+                                 dropout=0.0, patience=150).fit(d, present=present)
+    clean, dirty = make(data), make(noisy)
+    np.testing.assert_allclose(clean.transform(data["audio"], "audio"), dirty.transform(data["audio"], "audio"), atol=1e-5)
+    labels = np.arange(96)
+    shared = {m: clean.transform(x, m) for m, x in data.items()}
+    for q, g in [("audio", "image"), ("image", "audio"), ("text", "image")]:
+        rows = present["audio"] if "audio" in (q, g) else np.ones(96, bool)
+        metrics = evaluate_bidirectional(shared[q][rows], shared[g][rows], labels[rows], labels[rows])
+        assert metrics["t2i/R@1"] >= 95.0, (q, g, metrics)
+
+
+def test_present_must_be_one_bool_per_row():
+    data = planted(n=20)
+    with pytest.raises(ValueError, match=r"present\['image'\] must be a bool array of shape \(20,\)"):
+        HeadAligner(epochs=1).fit(data, present={"image": np.ones(19, bool)})
+    with pytest.raises(ValueError, match="modalities that were not given"):
+        HeadAligner(epochs=1).fit(data, present={"audio": np.ones(20, bool)})

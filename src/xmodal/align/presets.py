@@ -33,7 +33,8 @@ DEFAULT_ALIGNER = "cca-256-weighted"
 
 # Trained heads (opt-in: `xmodal bench flickr8k --aligner head-mlp-cca`); fitted with the
 # train split's item ids as groups and the dev split for early stopping. "-cca" heads start
-# at the cca-256-weighted solution and fine-tune it with InfoNCE.
+# at the cca-256-weighted solution and fine-tune it with InfoNCE. Any head without "-cca"
+# also aligns N modalities at once (`xmodal bench flickr8k-multi30k`).
 _TRAINING = dict(dim=256, batch_size=1024, epochs=100, patience=10)
 TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
     f"head-{head}{suffix}": (lambda head=head, init=init, lr=lr: HeadAligner(
@@ -42,6 +43,12 @@ TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
     for head in HEADS
     for suffix, init, lr in (("", "random", 1e-3), ("-cca", "cca", 1e-4))
 }
+# The same heads trained with the similarity-regression objective (PCMR) instead of InfoNCE.
+TRAINED_ALIGNERS.update({
+    f"head-{head}-pcmr": (lambda head=head: HeadAligner(
+        head=head, objective="pcmr", lr=1e-3, weight_decay=0.1, dropout=0.3, **_TRAINING))
+    for head in HEADS
+})
 
 
 def make_aligner(name: str) -> Aligner:

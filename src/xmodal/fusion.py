@@ -1,0 +1,75 @@
+"""Queries that carry several modalities (say an English and a German caption of one image).
+
+Two ways to fuse the per-modality query embeddings, already in a shared space:
+
+- ``"mean"``: the mean of their L2-normalised embeddings (renormalised by cosine scoring),
+  one query vector scored as usual;
+- ``"score"``: the sum of the per-modality score matrices (each cosine, or CSLS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from xmodal.similarity import Scorer, check_embeddings
+
+FUSIONS = ("mean", "score")
+
+
+def fuse_mean(queries: Sequence[np.ndarray]) -> np.ndarray:
+    """Row-wise mean of the L2-normalised ``queries`` (each ``n x d``); float32 ``n x d``."""
+    parts = _check_parts(queries)
+    units = [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in parts]
+    return np.mean(units, axis=0, dtype=np.float32)
+
+
+class SumScorer:
+    """Lazy sum of several :class:`Scorer` over the same gallery (same ``shape`` and chunks)."""
+
+    def __init__(self, scorers: Sequence[Scorer]):
+        if not scorers:
+            raise ValueError("SumScorer needs at least one scorer")
+        shapes = {s.shape for s in scorers}
+        if len(shapes) != 1:
+            raise ValueError(f"scorers to sum must have one shape, got {sorted(shapes)}")
+        chunk_size = min(s.chunk_size for s in scorers)
+        for s in scorers:
+            s.chunk_size = chunk_size
+        self.scorers = list(scorers)
+        self.shape = scorers[0].shape
+
+    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        for parts in zip(*(s.chunks() for s in self.scorers)):
+            rows = parts[0][0]
+            yield rows, np.sum([p[1] for p in parts], axis=0, dtype=np.float32)
+
+
+def fused_scorer(
+    queries: np.ndarray | Sequence[np.ndarray],
+    gallery: np.ndarray,
+    *,
+    fusion: str = "mean",
+    metric: str = "cosine",
+    csls_k: int = 0,
+) -> Scorer | SumScorer:
+    """A scorer for plain (one array) or multi-modality (a list of row-paired arrays) queries."""
+    if isinstance(queries, np.ndarray):
+        return Scorer(queries, gallery, metric=metric, csls_k=csls_k)
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    parts = _check_parts(queries)
+    if fusion == "mean":
+        return Scorer(fuse_mean(parts), gallery, metric=metric, csls_k=csls_k)
+    return SumScorer([Scorer(x, gallery, metric=metric, csls_k=csls_k) for x in parts])
+
+
+def _check_parts(queries: Sequence[np.ndarray]) -> list[np.ndarray]:
+    parts = [check_embeddings(x, f"query modality {i}") for i, x in enumerate(queries)]
+    if not parts:
+        raise ValueError("fused queries need at least one modality")
+    shapes = {x.shape for x in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"fused query modalities must be row-paired with one dimension, got shapes {sorted(shapes)}")
+    return parts
