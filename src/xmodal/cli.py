@@ -105,6 +105,33 @@ def encoders() -> None:
 
 @app.command()
 @_guard
+def finetune(
+    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest with train and dev splits.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the tuned encoder (then usable as --text-encoder NAME).")] = "minilm-lit",
+    base: Annotated[str, typer.Option("--base", help="Text encoder to tune (a sentence-transformers model).")] = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    layers: Annotated[int, typer.Option("--layers", min=1, help="Number of last transformer layers to tune.")] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 6,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 256,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the tuned layers.")] = 5e-5,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+) -> None:
+    """LiT: tune the last layers of a text encoder against a locked image encoder; save it by name."""
+    from xmodal.encoders.finetune import LiTTuner, finetune_on_dataset
+
+    tuner = LiTTuner(trainable_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    path = finetune_on_dataset(load_dataset(dataset, data), EmbeddingStore(cache), tuner, base=base,
+                               image_encoder=image_encoder, name=name, backend=backend)
+    losses = ", ".join(f"{v:.3f}" for v in tuner.history_)
+    console.print(f"tuned {base} -> {name} in {tuner.seconds_:.0f} s (dev loss by epoch: {losses}; "
+                  f"kept epoch {tuner.best_epoch_}) -> {path}", soft_wrap=True)
+
+
+@app.command()
+@_guard
 def fit(
     dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the fitted aligner (.npz).")],

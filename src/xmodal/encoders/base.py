@@ -8,6 +8,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
+FINETUNE_METADATA = "xmodal-finetune.json"  # marks a model folder written by `xmodal finetune`
+
+
 class EncoderError(ValueError):
     """An encoder cannot be built or cannot encode its input."""
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from xmodal.encoders.base import Encoder, EncoderError
+from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
 from xmodal.paths import default_cache_dir
 
@@ -114,9 +114,15 @@ def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | Non
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
+    tuned = cache / "models" / name
+    if name not in ENCODERS and (tuned / FINETUNE_METADATA).is_file():
+        from xmodal.encoders.text import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(name, tuned)
     if name not in ENCODERS:
         raise EncoderError(
             f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}, "
-            "st:<path to a sentence-transformers folder>, or several joined by '+'"
+            "a model tuned by `xmodal finetune` (none named so under "
+            f"{cache / 'models'}), st:<path to a sentence-transformers folder>, or several joined by '+'"
         )
     return ENCODERS[name](cache, backend)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.encoders.base import EncoderError, check_texts
+from xmodal.encoders.base import FINETUNE_METADATA, EncoderError, check_texts
 
 # Never reach for a model hub: every model here comes from a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,12 +43,16 @@ class SentenceTransformerEncoder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> str:
+        """Name, weight file names and sizes, and for a tuned model its tuning record."""
         weights = sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin"))
         digest = hashlib.sha256()
         for file in weights:
             digest.update(f"{file.name}:{file.stat().st_size}".encode())
+        record = self.path / FINETUNE_METADATA  # rewritten by every tuning run
+        if record.is_file():
+            digest.update(record.read_bytes())
         return f"{self.name}|st|{digest.hexdigest()[:16]}"
 
     def encode(

@@ -1,0 +1,247 @@
+"""LiT-style contrastive tuning of a text encoder against a locked image encoder.
+
+"Locked-image Tuning" (Zhai et al. 2022): the image tower stays frozen; the text tower learns
+to meet it. Here the image side is the cached embedding of a frozen image encoder; the text
+side is a sentence-transformers model whose last ``trainable_layers`` transformer layers are
+tuned (the rest stay frozen). Each side gets a linear projection into a ``dim``-d space,
+both started at the weighted-CCA solution of the untuned embeddings, and the whole is trained
+with symmetric InfoNCE (learnable temperature), AdamW, one caption per image per batch, and
+early stopping on the dev split's loss. The tuned text encoder is saved as an ordinary
+sentence-transformers folder (its own output, without the projection), so the closed-form
+aligners and heads are simply re-fitted on its embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from xmodal.align.closed_form import CCAAligner
+from xmodal.data.dataset import PairedDataset, pair_rows
+from xmodal.align.losses import symmetric_info_nce
+from xmodal.encoders.base import FINETUNE_METADATA, EncoderError, check_texts
+from xmodal.encoders.text import SentenceTransformerEncoder
+from xmodal.similarity import check_embeddings
+from xmodal.store import EmbeddingStore
+
+class LiTTuner:
+    """Tune the last layers of ``encoder`` (a :class:`SentenceTransformerEncoder`) so that its
+    embeddings of captions match the locked image embeddings of their images."""
+
+    def __init__(
+        self,
+        trainable_layers: int = 2,
+        dim: int = 256,
+        epochs: int = 6,
+        batch_size: int = 256,
+        lr: float = 5e-5,
+        head_lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        temperature: float = 0.05,
+        patience: int = 2,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.trainable_layers = trainable_layers
+        self.dim = dim
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.head_lr = head_lr
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.patience = patience
+        self.seed = seed
+        self.progress = progress
+
+    def fit(
+        self,
+        encoder: SentenceTransformerEncoder,
+        texts: Sequence[str],
+        images: np.ndarray,
+        groups: np.ndarray,
+        validation: tuple[Sequence[str], np.ndarray],
+    ) -> LiTTuner:
+        """Tune ``encoder`` in place on captions ``texts`` paired row-wise with ``images``.
+
+        ``groups`` (the image of each caption) keeps one caption per image in a batch;
+        ``validation`` is ``(captions, their image embeddings)``, one caption per image.
+        """
+        from xmodal.align.heads import _epoch_rows, _rows_by_group
+
+        texts = check_texts(texts, encoder.name)
+        images = check_embeddings(images, "image embeddings")
+        val_texts = check_texts(validation[0], f"{encoder.name} (validation)")
+        val_images = check_embeddings(validation[1], "validation image embeddings")
+        if len(texts) != len(images) or len(val_texts) != len(val_images):
+            raise ValueError(
+                f"captions and image embeddings must be row-paired: {len(texts)} vs {len(images)} "
+                f"(validation {len(val_texts)} vs {len(val_images)})"
+            )
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        model = encoder.model
+        tuned = self._unfreeze(model)
+        text_head, image_head = self._heads(encoder, texts, images)
+        logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature)))
+        optimiser = torch.optim.AdamW(
+            [
+                {"params": [p for p in model.parameters() if p.requires_grad], "lr": self.lr},
+                {"params": [*text_head.parameters(), *image_head.parameters(), logit_scale], "lr": self.head_lr},
+            ],
+            weight_decay=self.weight_decay,
+        )
+        image_t = torch.from_numpy(_unit(images))
+        val_image_t = torch.from_numpy(_unit(val_images))
+        group_rows = _rows_by_group(groups, len(texts))
+
+        def loss_of(batch_texts: list[str], batch_images: torch.Tensor) -> torch.Tensor:
+            features = model.preprocess(batch_texts)
+            text = model(features)["sentence_embedding"]
+            return symmetric_info_nce(
+                F.normalize(text_head(text), dim=-1), F.normalize(image_head(batch_images), dim=-1), logit_scale
+            )
+
+        def validation_loss() -> float:
+            model.eval()
+            with torch.no_grad():
+                return float(loss_of(val_texts, val_image_t))
+
+        def snapshot() -> dict[str, torch.Tensor]:
+            return {k: v.detach().clone() for k, v in model.state_dict().items() if k in tuned}
+
+        started = time.perf_counter()
+        best_loss, best, since_best = validation_loss(), snapshot(), 0
+        history = [best_loss]
+        for _ in range(self.epochs):
+            rows = _epoch_rows(group_rows, rng)
+            model.train()
+            bar = tqdm(range(0, len(rows), self.batch_size), desc=f"LiT epoch {len(history)}", disable=not self.progress)
+            for start in bar:
+                batch = rows[start : start + self.batch_size]
+                if len(batch) < 2:
+                    continue
+                loss = loss_of([texts[i] for i in batch], image_t[torch.from_numpy(batch)])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                with torch.no_grad():
+                    logit_scale.clamp_(0.0, math.log(100.0))
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            history.append(validation_loss())
+            if history[-1] < best_loss - 1e-4:
+                best_loss, best, since_best = history[-1], snapshot(), 0
+            else:
+                since_best += 1
+                if since_best >= self.patience:
+                    break
+        model.load_state_dict(best, strict=False)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        self.history_ = history
+        self.best_epoch_ = int(np.argmin(history))
+        self.seconds_ = time.perf_counter() - started
+        return self
+
+    def save(self, encoder: SentenceTransformerEncoder, path: str | Path, about: dict) -> Path:
+        """Write the tuned model as a sentence-transformers folder, with how it was made."""
+        path = Path(path)
+        encoder.model.save(str(path))
+        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        record = {"method": "LiT", "params": params, "validation_loss": self.history_,
+                  "best_epoch": self.best_epoch_, "seconds": round(self.seconds_, 1), **about}
+        (path / FINETUNE_METADATA).write_text(json.dumps(record, indent=1))
+        return path
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _unfreeze(self, model) -> set[str]:
+        """Freeze everything but the last ``trainable_layers`` transformer layers; their names."""
+        layers = _transformer_layers(model)
+        if not 1 <= self.trainable_layers <= len(layers):
+            raise ValueError(f"trainable_layers must be in 1..{len(layers)}, got {self.trainable_layers}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for layer in layers[-self.trainable_layers :]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        return {name for name, p in model.named_parameters() if p.requires_grad} | {
+            name for name, _ in model.named_buffers()
+        }
+
+    def _heads(self, encoder: SentenceTransformerEncoder, texts: list[str], images: np.ndarray) -> tuple[nn.Linear, nn.Linear]:
+        """Linear projections started at weighted CCA between untuned text and the images."""
+        text = encoder.encode(texts, batch_size=256, progress=self.progress)
+        cca = CCAAligner(n_components=self.dim, reg=1.0, weight_power=0.5).fit({"text": text, "image": images})
+        heads = []
+        for modality, d_in in (("text", text.shape[1]), ("image", images.shape[1])):
+            head = nn.Linear(d_in, self.dim)
+            matrix, offset = cca.affine(modality)
+            with torch.no_grad():
+                head.weight.copy_(torch.from_numpy(matrix.T.astype(np.float32)))
+                head.bias.copy_(torch.from_numpy(offset.astype(np.float32)))
+            heads.append(head)
+        return heads[0], heads[1]
+
+
+def _transformer_layers(model) -> nn.ModuleList:
+    """The transformer layer stack of a sentence-transformers model (BERT-like encoders)."""
+    auto = getattr(model[0], "auto_model", None)
+    layers = getattr(getattr(auto, "encoder", None), "layer", None)
+    if layers is None:
+        raise EncoderError("LiT tuning needs a BERT-like sentence-transformers model (encoder.layer)")
+    return layers
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), np.float32)
+
+
+def finetune_on_dataset(
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    tuner: LiTTuner,
+    *,
+    base: str = "minilm",
+    image_encoder: str = "efficientnet-lite0",
+    name: str = "minilm-lit",
+    train_split: str = "train",
+    dev_split: str = "dev",
+    backend: str = "onnx",
+) -> Path:
+    """Tune ``base`` on the (caption, image) pairs of ``train_split`` (early stopping on
+    ``dev_split``) and save it as encoder ``name`` under the cache's ``models/``."""
+    from xmodal.encoders.registry import ENCODERS, get_encoder
+
+    if name in ENCODERS or not name.replace("-", "").replace("_", "").isalnum():
+        raise EncoderError(f"cannot name a tuned encoder {name!r}: use letters, digits, '-' or '_', not a registry name")
+    encoder = get_encoder(base, backend=backend, cache_dir=store.root)
+    if not isinstance(encoder, SentenceTransformerEncoder):
+        raise EncoderError(f"{base!r} is not a sentence-transformers text encoder; LiT tuning needs one")
+    images = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
+
+    def caption_image_pairs(split: str, first_only: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
+        part = dataset.split(split)
+        texts, pictures = part.flatten("text"), part.flatten("image")
+        embedded = store.embed(images, pictures.values, label=f"{part.name}/image", progress=tuner.progress)
+        t_rows, i_rows = pair_rows(texts.item_index, pictures.item_index)
+        if first_only:
+            _, first = np.unique(texts.item_index[t_rows], return_index=True)
+            t_rows, i_rows = t_rows[first], i_rows[first]
+        return [texts.values[i] for i in t_rows], embedded[i_rows], texts.item_index[t_rows]
+
+    texts, image_rows, groups = caption_image_pairs(train_split, first_only=False)
+    val_texts, val_images, _ = caption_image_pairs(dev_split, first_only=True)
+    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images))
+    about = {"base": base, "image_encoder": image_encoder, "dataset": dataset.name,
+             "train_split": train_split, "dev_split": dev_split, "pairs": len(texts)}
+    return tuner.save(encoder, store.root / "models" / name, about)
