@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: bench bench-best bench-heads test test-fast speed clean
+.PHONY: bench bench-best bench-heads bench-trained bench-multi30k finetune test test-fast speed clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,10 +28,26 @@ bench-best: $(MPNET_STAMP)
 	$(VENV)/bin/xmodal bench flickr8k --text-encoder $(BEST_TEXT) --image-encoder $(BEST_IMAGE) \
 		$(foreach a,$(BEST_ALIGNERS),--aligner $(a))
 
-# Trained projection heads (issue 3, in progress) against the best closed-form row.
+# Trained projection heads against the best closed-form row.
 HEADS := cca-256-weighted head-linear head-mlp head-gmlp head-linear-cca head-mlp-cca head-gmlp-cca
 bench-heads: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k $(foreach a,$(HEADS),--aligner $(a))
+
+# LiT: tune minilm's last layers against locked efficientnet-lite0 (once; saved as minilm-lit).
+LIT_MODEL := $(or $(XMODAL_CACHE),.cache/xmodal)/models/minilm-lit/xmodal-finetune.json
+$(LIT_MODEL): $(STAMP)
+	$(VENV)/bin/xmodal finetune flickr8k --name minilm-lit
+finetune: $(LIT_MODEL)
+
+# Heads x objectives x (un)tuned text encoder, one table; then the tuned encoder's closed-form rows.
+bench-trained: $(LIT_MODEL)
+	$(PY) benchmarks/trained.py
+	$(VENV)/bin/xmodal bench flickr8k --text-encoder minilm-lit
+
+# Every ordered pair of image/en/de/en1/de1/fr1/cs1 and fused queries, PCMC and PCMR heads.
+bench-multi30k: $(STAMP)
+	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --aligner head-linear-pcmr
+	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
 
 test: $(STAMP)
 	$(PY) -m pytest -q

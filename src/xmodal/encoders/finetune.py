@@ -70,11 +70,14 @@ class LiTTuner:
         images: np.ndarray,
         groups: np.ndarray,
         validation: tuple[Sequence[str], np.ndarray],
+        untuned: np.ndarray | None = None,
     ) -> LiTTuner:
         """Tune ``encoder`` in place on captions ``texts`` paired row-wise with ``images``.
 
         ``groups`` (the image of each caption) keeps one caption per image in a batch;
-        ``validation`` is ``(captions, their image embeddings)``, one caption per image.
+        ``validation`` is ``(captions, their image embeddings)``, one caption per image;
+        ``untuned`` (optional, e.g. from the cache) is ``encoder``'s embedding of ``texts``
+        before tuning, used to start the projections at CCA.
         """
         from xmodal.align.heads import _epoch_rows, _rows_by_group
 
@@ -91,7 +94,9 @@ class LiTTuner:
         rng = np.random.default_rng(self.seed)
         model = encoder.model
         tuned = self._unfreeze(model)
-        text_head, image_head = self._heads(encoder, texts, images)
+        if untuned is None:
+            untuned = encoder.encode(texts, batch_size=256, progress=self.progress)
+        text_head, image_head = self._heads(check_embeddings(untuned, "untuned text embeddings"), images)
         logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature)))
         optimiser = torch.optim.AdamW(
             [
@@ -178,9 +183,10 @@ class LiTTuner:
             name for name, _ in model.named_buffers()
         }
 
-    def _heads(self, encoder: SentenceTransformerEncoder, texts: list[str], images: np.ndarray) -> tuple[nn.Linear, nn.Linear]:
+    def _heads(self, text: np.ndarray, images: np.ndarray) -> tuple[nn.Linear, nn.Linear]:
         """Linear projections started at weighted CCA between untuned text and the images."""
-        text = encoder.encode(texts, batch_size=256, progress=self.progress)
+        if text.shape[0] != images.shape[0]:
+            raise ValueError(f"untuned text embeddings have {text.shape[0]} rows, expected {images.shape[0]}")
         cca = CCAAligner(n_components=self.dim, reg=1.0, weight_power=0.5).fit({"text": text, "image": images})
         heads = []
         for modality, d_in in (("text", text.shape[1]), ("image", images.shape[1])):
@@ -229,7 +235,8 @@ def finetune_on_dataset(
         raise EncoderError(f"{base!r} is not a sentence-transformers text encoder; LiT tuning needs one")
     images = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
 
-    def caption_image_pairs(split: str, first_only: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def caption_image_pairs(split: str, first_only: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Captions, their image embeddings, their items, and the caption rows used."""
         part = dataset.split(split)
         texts, pictures = part.flatten("text"), part.flatten("image")
         embedded = store.embed(images, pictures.values, label=f"{part.name}/image", progress=tuner.progress)
@@ -237,11 +244,13 @@ def finetune_on_dataset(
         if first_only:
             _, first = np.unique(texts.item_index[t_rows], return_index=True)
             t_rows, i_rows = t_rows[first], i_rows[first]
-        return [texts.values[i] for i in t_rows], embedded[i_rows], texts.item_index[t_rows]
+        return [texts.values[i] for i in t_rows], embedded[i_rows], texts.item_index[t_rows], t_rows
 
-    texts, image_rows, groups = caption_image_pairs(train_split, first_only=False)
-    val_texts, val_images, _ = caption_image_pairs(dev_split, first_only=True)
-    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images))
+    texts, image_rows, groups, t_rows = caption_image_pairs(train_split, first_only=False)
+    val_texts, val_images, _, _ = caption_image_pairs(dev_split, first_only=True)
+    train_texts = dataset.split(train_split).flatten("text")
+    untuned = store.embed(encoder, train_texts.values, label=f"{dataset.name}/{train_split}/text", progress=tuner.progress)
+    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images), untuned=untuned[t_rows])
     about = {"base": base, "image_encoder": image_encoder, "dataset": dataset.name,
              "train_split": train_split, "dev_split": dev_split, "pairs": len(texts)}
     return tuner.save(encoder, store.root / "models" / name, about)
