@@ -146,3 +146,16 @@ def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, ca
 def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path):
     result = runner.invoke(app, ["bench", "flickr8k-multi30k", "--fusion", "max", "--results", str(tmp_path / "r.md")])
     assert result.exit_code == 2 and "unknown fusion 'max'" in result.output
+
+
+@pytest.mark.slow
+def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    args = ["bench", "flickr8k", "--limit", "40", "--data", str(data_root), "--cache", str(cache_dir),
+            "--aligner", "head-linear-cca", "--csls-k", "0", "--results", str(results), "--json-dir", str(tmp_path)]
+    plain = _run(*args)
+    viewed = _run(*args, "--image-view", "efficientnet-lite0-mirror")
+    assert plain.exit_code == 0 and viewed.exit_code == 0, viewed.output
+    assert "heads trained on extra views efficientnet-lite0-mirror" in results.read_text()
+    rows = {p.name: json.loads(p.read_text())["rows"][0]["metrics"] for p in tmp_path.glob("*.json")}
+    assert len(rows) == 2 and len({json.dumps(m) for m in rows.values()}) == 2  # the extra view changed the fit

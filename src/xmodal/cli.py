@@ -110,10 +110,12 @@ def finetune(
     name: Annotated[str, typer.Option("--name", help="Name of the tuned encoder (then usable as --text-encoder NAME).")] = "minilm-lit",
     base: Annotated[str, typer.Option("--base", help="Text encoder to tune (a sentence-transformers model).")] = "minilm",
     image_encoder: ImageEncOpt = "efficientnet-lite0",
-    layers: Annotated[int, typer.Option("--layers", min=1, help="Number of last transformer layers to tune.")] = 2,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 6,
+    layers: Annotated[int, typer.Option("--layers", min=1, help="Number of last transformer layers to tune.")] = 4,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 16,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="Stop after this many epochs without a lower dev loss.")] = 2,
+    image_view: Annotated[Optional[list[str]], typer.Option("--image-view", help="Encoder of another view of the images, for augmentation (e.g. efficientnet-lite0-mirror; repeat).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 256,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the tuned layers.")] = 5e-5,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the tuned layers.")] = 1e-4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     data: DataOpt = None,
     cache: CacheOpt = None,
@@ -122,9 +124,9 @@ def finetune(
     """LiT: tune the last layers of a text encoder against a locked image encoder; save it by name."""
     from xmodal.encoders.finetune import LiTTuner, finetune_on_dataset
 
-    tuner = LiTTuner(trainable_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    tuner = LiTTuner(trainable_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
     path = finetune_on_dataset(load_dataset(dataset, data), EmbeddingStore(cache), tuner, base=base,
-                               image_encoder=image_encoder, name=name, backend=backend)
+                               image_encoder=image_encoder, name=name, image_views=image_view or (), backend=backend)
     losses = ", ".join(f"{v:.3f}" for v in tuner.history_)
     console.print(f"tuned {base} -> {name} in {tuner.seconds_:.0f} s (dev loss by epoch: {losses}; "
                   f"kept epoch {tuner.best_epoch_}) -> {path}", soft_wrap=True)
@@ -192,6 +194,7 @@ def bench_flickr8k(
     csls_k: CslsOpt = 10,
     eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a smoke run, not the protocol.")] = None,
+    image_view: Annotated[Optional[list[str]], typer.Option("--image-view", help="Encoder of another view of the train images that trained heads also learn from (e.g. efficientnet-lite0-mirror; repeat).")] = None,
     data: DataOpt = None,
     cache: CacheOpt = None,
     backend: BackendOpt = "onnx",
@@ -202,10 +205,12 @@ def bench_flickr8k(
     result = run_flickr8k(
         data, text_encoder=text_encoder, image_encoder=image_encoder, aligners=aligner,
         csls_k=csls_k, cache_dir=cache, backend=backend, eval_split=eval_split, limit=limit,
+        image_views=tuple(image_view or ()),
     )
     _print_bench(result)
     command = "xmodal bench flickr8k " + shlex.join(sys.argv[3:]) if len(sys.argv) > 3 else "xmodal bench flickr8k"
-    name = f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}{'_heads' if result.trained else ''}"
+    views = "".join(f"_{v}" for v in result.image_views)
+    name = f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}{'_heads' if result.trained else ''}{views}"
     json_path = json_dir / f"{name.replace('+', '-')}.json"
     write_results(result, json_path, results, command.strip())
     console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)

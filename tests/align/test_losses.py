@@ -62,12 +62,12 @@ def test_pcmr_is_zero_at_its_target_and_its_gradient_points_the_right_way():
     assert grad[0, 0] < 0 and grad[1, 1] < 0  # descent raises matching similarities toward 1
     assert grad[0, 1] > 0  # and lowers a non-match above the target
     assert grad[1, 0] == 0  # a non-match already below the target is left alone
-    assert grad[0, 0].item() == pytest.approx(2 * (0.5 - 1) / 4)
+    assert grad[0, 0].item() == pytest.approx(2 * (0.5 - 1) / 2)  # diagonal mean: 2 matches
     a = F.normalize(torch.tensor([[1.0, 0.2], [0.3, 1.0]]), dim=1)
     b = F.normalize(torch.tensor([[0.8, 0.6], [0.6, 0.8]]), dim=1)
     # non-matches already below the target are not pushed further
     low = PCMRLoss(negative_target=0.99)({"a": a, "b": b})
-    diag_only = ((torch.diagonal(a @ b.T) - 1) ** 2).sum() / 4
+    diag_only = ((torch.diagonal(a @ b.T) - 1) ** 2).mean()
     assert low.item() == pytest.approx(diag_only.item(), rel=1e-6)
 
 

@@ -45,9 +45,11 @@ TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
 }
 # The same heads trained with the similarity-regression objective (PCMR) instead of InfoNCE.
 TRAINED_ALIGNERS.update({
-    f"head-{head}-pcmr": (lambda head=head: HeadAligner(
-        head=head, objective="pcmr", lr=1e-3, weight_decay=0.1, dropout=0.3, **_TRAINING))
+    f"head-{head}-pcmr{suffix}": (lambda head=head, init=init, lr=lr: HeadAligner(
+        head=head, objective="pcmr", init=init, lr=lr, weight_decay=0.1 if init == "random" else 1e-2,
+        dropout=0.3, **_TRAINING))
     for head in HEADS
+    for suffix, init, lr in (("", "random", 1e-3), ("-cca", "cca", 1e-4))
 })
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from xmodal.align.closed_form import CCAAligner
 from xmodal.data.dataset import PairedDataset, pair_rows
 from xmodal.align.losses import symmetric_info_nce
-from xmodal.encoders.base import FINETUNE_METADATA, EncoderError, check_texts
+from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError, check_texts
 from xmodal.encoders.text import SentenceTransformerEncoder
 from xmodal.similarity import check_embeddings
 from xmodal.store import EmbeddingStore
@@ -39,11 +39,11 @@ class LiTTuner:
 
     def __init__(
         self,
-        trainable_layers: int = 2,
+        trainable_layers: int = 4,
         dim: int = 256,
-        epochs: int = 6,
+        epochs: int = 16,
         batch_size: int = 256,
-        lr: float = 5e-5,
+        lr: float = 1e-4,
         head_lr: float = 1e-4,
         weight_decay: float = 0.01,
         temperature: float = 0.05,
@@ -71,13 +71,16 @@ class LiTTuner:
         groups: np.ndarray,
         validation: tuple[Sequence[str], np.ndarray],
         untuned: np.ndarray | None = None,
+        image_views: Sequence[np.ndarray] = (),
     ) -> LiTTuner:
         """Tune ``encoder`` in place on captions ``texts`` paired row-wise with ``images``.
 
         ``groups`` (the image of each caption) keeps one caption per image in a batch;
         ``validation`` is ``(captions, their image embeddings)``, one caption per image;
         ``untuned`` (optional, e.g. from the cache) is ``encoder``'s embedding of ``texts``
-        before tuning, used to start the projections at CCA.
+        before tuning, used to start the projections at CCA. ``image_views`` are other
+        embeddings of the same images (e.g. mirrored), row-paired with ``images``: each
+        training row then uses a random view (augmentation); validation uses ``images``.
         """
         from xmodal.align.heads import _epoch_rows, _rows_by_group
 
@@ -105,7 +108,10 @@ class LiTTuner:
             ],
             weight_decay=self.weight_decay,
         )
-        image_t = torch.from_numpy(_unit(images))
+        views = [images, *(check_embeddings(v, f"image view {i + 1}") for i, v in enumerate(image_views))]
+        if any(v.shape != images.shape for v in views):
+            raise ValueError(f"image views must have the shape of the images {images.shape}: {[v.shape for v in views]}")
+        image_t = torch.from_numpy(np.stack([_unit(v) for v in views]))  # (views, n, d)
         val_image_t = torch.from_numpy(_unit(val_images))
         group_rows = _rows_by_group(groups, len(texts))
 
@@ -135,7 +141,8 @@ class LiTTuner:
                 batch = rows[start : start + self.batch_size]
                 if len(batch) < 2:
                     continue
-                loss = loss_of([texts[i] for i in batch], image_t[torch.from_numpy(batch)])
+                view = torch.from_numpy(rng.integers(len(views), size=len(batch)))
+                loss = loss_of([texts[i] for i in batch], image_t[view, torch.from_numpy(batch)])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -220,12 +227,15 @@ def finetune_on_dataset(
     base: str = "minilm",
     image_encoder: str = "efficientnet-lite0",
     name: str = "minilm-lit",
+    image_views: Sequence[str] = (),
     train_split: str = "train",
     dev_split: str = "dev",
     backend: str = "onnx",
 ) -> Path:
     """Tune ``base`` on the (caption, image) pairs of ``train_split`` (early stopping on
-    ``dev_split``) and save it as encoder ``name`` under the cache's ``models/``."""
+    ``dev_split``) and save it as encoder ``name`` under the cache's ``models/``.
+    ``image_views`` names encoders of other views of the images (e.g.
+    ``efficientnet-lite0-mirror``) used as training augmentation."""
     from xmodal.encoders.registry import ENCODERS, get_encoder
 
     if name in ENCODERS or not name.replace("-", "").replace("_", "").isalnum():
@@ -235,22 +245,23 @@ def finetune_on_dataset(
         raise EncoderError(f"{base!r} is not a sentence-transformers text encoder; LiT tuning needs one")
     images = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
 
-    def caption_image_pairs(split: str, first_only: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """Captions, their image embeddings, their items, and the caption rows used."""
+    def caption_image_pairs(split: str, first_only: bool, views: Sequence[Encoder] = ()):
+        """Captions, their image embeddings (one array per view), their items, the caption rows."""
         part = dataset.split(split)
         texts, pictures = part.flatten("text"), part.flatten("image")
-        embedded = store.embed(images, pictures.values, label=f"{part.name}/image", progress=tuner.progress)
+        embedded = [store.embed(e, pictures.values, label=f"{part.name}/image", progress=tuner.progress) for e in (images, *views)]
         t_rows, i_rows = pair_rows(texts.item_index, pictures.item_index)
         if first_only:
             _, first = np.unique(texts.item_index[t_rows], return_index=True)
             t_rows, i_rows = t_rows[first], i_rows[first]
-        return [texts.values[i] for i in t_rows], embedded[i_rows], texts.item_index[t_rows], t_rows
+        return [texts.values[i] for i in t_rows], [e[i_rows] for e in embedded], texts.item_index[t_rows], t_rows
 
-    texts, image_rows, groups, t_rows = caption_image_pairs(train_split, first_only=False)
-    val_texts, val_images, _, _ = caption_image_pairs(dev_split, first_only=True)
+    view_encoders = [get_encoder(v, backend=backend, cache_dir=store.root) for v in image_views]
+    texts, (image_rows, *view_rows), groups, t_rows = caption_image_pairs(train_split, False, view_encoders)
+    val_texts, (val_images,), _, _ = caption_image_pairs(dev_split, first_only=True)
     train_texts = dataset.split(train_split).flatten("text")
     untuned = store.embed(encoder, train_texts.values, label=f"{dataset.name}/{train_split}/text", progress=tuner.progress)
-    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images), untuned=untuned[t_rows])
-    about = {"base": base, "image_encoder": image_encoder, "dataset": dataset.name,
+    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images), untuned=untuned[t_rows], image_views=view_rows)
+    about = {"base": base, "image_encoder": image_encoder, "image_views": list(image_views), "dataset": dataset.name,
              "train_split": train_split, "dev_split": dev_split, "pairs": len(texts)}
     return tuner.save(encoder, store.root / "models" / name, about)
