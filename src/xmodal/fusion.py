@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from xmodal.similarity import Scorer, check_embeddings
+from xmodal.similarity import Scorer, check_embeddings, unit_rows
 
 FUSIONS = ("mean", "score")
 
@@ -21,8 +21,7 @@ FUSIONS = ("mean", "score")
 def fuse_mean(queries: Sequence[np.ndarray]) -> np.ndarray:
     """Row-wise mean of the L2-normalised ``queries`` (each ``n x d``); float32 ``n x d``."""
     parts = _check_parts(queries)
-    units = [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in parts]
-    return np.mean(units, axis=0, dtype=np.float32)
+    return np.mean([unit_rows(x) for x in parts], axis=0, dtype=np.float32)
 
 
 class SumScorer:

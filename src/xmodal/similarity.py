@@ -40,6 +40,11 @@ def check_embeddings(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows divided by their L2 norm (norms below 1e-12 count as 1e-12, so zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def default_chunk_size(n_gallery: int) -> int:
     """Number of query rows whose float32 scores against ``n_gallery`` items fill ~64 MB (>= 1)."""
     return max(1, _CHUNK_BYTES // (4 * max(1, n_gallery)))

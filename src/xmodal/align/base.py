@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xmodal.similarity import check_embeddings
+from xmodal.similarity import check_embeddings, unit_rows
 
 _REGISTRY: dict[str, type[Aligner]] = {}
 
@@ -145,7 +145,7 @@ class Aligner:
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
         """Rows L2-normalised if ``normalize``; float32 (validated by check_embeddings)."""
         if self.normalize:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            x = unit_rows(x)
         return x
 
     def _check_fitted(self) -> None:

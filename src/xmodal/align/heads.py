@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from xmodal.align.base import Aligner
 from xmodal.align.losses import PCMCLoss, PCMRLoss
+from xmodal.align.training import EarlyStopping, epoch_rows, rows_by_group
 from xmodal.similarity import check_embeddings
 
 HEADS = ("linear", "mlp", "gmlp")
@@ -181,14 +182,14 @@ class HeadAligner(Aligner):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         n = len(next(iter(data.values())))
-        group_rows = _rows_by_group(groups, n)
+        group_rows = rows_by_group(groups, n)
         masks = _check_present(present, data, n)
         val = None if validation is None else self._validation_tensors(validation)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         heads = self._build()
         if self.init == "cca":
-            _init_from_cca(heads, data, self.dim)
+            init_linear_from_cca(heads, data, self.dim)
         elif self.init != "random":
             raise ValueError(f"unknown init {self.init!r}; choose 'random' or 'cca'")
         logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature)))
@@ -197,10 +198,10 @@ class HeadAligner(Aligner):
         tensors = {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in data.items()}
 
         best = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-        best_loss, since_best, history = math.inf, 0, []
+        stopping, history = EarlyStopping(self.patience), []
         for _ in tqdm(range(self.epochs), desc=f"{self.head} head", disable=not self.progress):
             heads.train()
-            rows = _epoch_rows(group_rows, rng)
+            rows = epoch_rows(group_rows, rng)
             for start in range(0, len(rows) - 1, self.batch_size):
                 batch_rows = torch.from_numpy(rows[start : start + self.batch_size])
                 if len(batch_rows) < 2:
@@ -222,13 +223,10 @@ class HeadAligner(Aligner):
                     monitored = {m: t[sample] for m, t in tensors.items()}
                     epoch_loss = float(self._loss(heads, logit_scale, monitored, _take(masks, sample)))
             history.append(epoch_loss)
-            if epoch_loss < best_loss - 1e-4:
-                best_loss, since_best = epoch_loss, 0
+            if stopping.step(epoch_loss):
                 best = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    break
+            elif stopping.stop:
+                break
         heads.load_state_dict(best)
         self.weights_ = {k: v.numpy() for k, v in heads.state_dict().items()}
         self.logit_scale_ = np.float64(logit_scale.item())
@@ -258,9 +256,10 @@ class HeadAligner(Aligner):
         return out.numpy()
 
 
-def _init_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim: int) -> None:
-    """Start every head at the weighted-CCA solution: its linear part maps as CCA does and
-    its residual branch (if any) starts at zero. Needs two modalities."""
+def init_linear_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim: int) -> None:
+    """Start every head at the weighted-CCA solution of ``data`` (rows already preprocessed):
+    its linear part maps as CCA does and its residual branch (if any) starts at zero. Needs
+    two modalities."""
     from xmodal.align.closed_form import CCAAligner
 
     if len(data) != 2:
@@ -299,20 +298,3 @@ def _check_present(
 def _take(masks: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> dict[str, torch.Tensor] | None:
     return None if masks is None else {m: mask[rows] for m, mask in masks.items()}
 
-
-def _rows_by_group(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
-    """Row indices of each group (each row its own group when ``groups`` is None)."""
-    if groups is None:
-        return [np.array([i]) for i in range(n)]
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise ValueError(f"groups must have one entry per row ({n}), got shape {groups.shape}")
-    order = np.argsort(groups, kind="stable")
-    bounds = np.flatnonzero(np.diff(groups[order])) + 1
-    return np.split(order, bounds)
-
-
-def _epoch_rows(group_rows: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """One random row of every group, in random order."""
-    picks = np.array([rows[rng.integers(len(rows))] for rows in group_rows])
-    return picks[rng.permutation(len(picks))]

@@ -25,13 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from xmodal.align.closed_form import CCAAligner
-from xmodal.data.dataset import PairedDataset, pair_rows
+from xmodal.align.heads import init_linear_from_cca
 from xmodal.align.losses import symmetric_info_nce
+from xmodal.align.training import EarlyStopping, epoch_rows, rows_by_group
+from xmodal.data.dataset import PairedDataset, pair_rows
 from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError, check_texts
 from xmodal.encoders.text import SentenceTransformerEncoder
-from xmodal.similarity import check_embeddings
+from xmodal.similarity import check_embeddings, unit_rows
 from xmodal.store import EmbeddingStore
+
 
 class LiTTuner:
     """Tune the last layers of ``encoder`` (a :class:`SentenceTransformerEncoder`) so that its
@@ -82,8 +84,6 @@ class LiTTuner:
         embeddings of the same images (e.g. mirrored), row-paired with ``images``: each
         training row then uses a random view (augmentation); validation uses ``images``.
         """
-        from xmodal.align.heads import _epoch_rows, _rows_by_group
-
         texts = check_texts(texts, encoder.name)
         images = check_embeddings(images, "image embeddings")
         val_texts = check_texts(validation[0], f"{encoder.name} (validation)")
@@ -99,27 +99,27 @@ class LiTTuner:
         tuned = self._unfreeze(model)
         if untuned is None:
             untuned = encoder.encode(texts, batch_size=256, progress=self.progress)
-        text_head, image_head = self._heads(check_embeddings(untuned, "untuned text embeddings"), images)
+        heads = self._heads(check_embeddings(untuned, "untuned text embeddings"), images)
         logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature)))
         optimiser = torch.optim.AdamW(
             [
                 {"params": [p for p in model.parameters() if p.requires_grad], "lr": self.lr},
-                {"params": [*text_head.parameters(), *image_head.parameters(), logit_scale], "lr": self.head_lr},
+                {"params": [*heads.parameters(), logit_scale], "lr": self.head_lr},
             ],
             weight_decay=self.weight_decay,
         )
         views = [images, *(check_embeddings(v, f"image view {i + 1}") for i, v in enumerate(image_views))]
         if any(v.shape != images.shape for v in views):
             raise ValueError(f"image views must have the shape of the images {images.shape}: {[v.shape for v in views]}")
-        image_t = torch.from_numpy(np.stack([_unit(v) for v in views]))  # (views, n, d)
-        val_image_t = torch.from_numpy(_unit(val_images))
-        group_rows = _rows_by_group(groups, len(texts))
+        image_t = torch.from_numpy(np.stack([unit_rows(v) for v in views]))  # (views, n, d)
+        val_image_t = torch.from_numpy(unit_rows(val_images))
+        group_rows = rows_by_group(groups, len(texts))
 
         def loss_of(batch_texts: list[str], batch_images: torch.Tensor) -> torch.Tensor:
             features = model.preprocess(batch_texts)
             text = model(features)["sentence_embedding"]
             return symmetric_info_nce(
-                F.normalize(text_head(text), dim=-1), F.normalize(image_head(batch_images), dim=-1), logit_scale
+                F.normalize(heads["text"](text), dim=-1), F.normalize(heads["image"](batch_images), dim=-1), logit_scale
             )
 
         def validation_loss() -> float:
@@ -131,10 +131,10 @@ class LiTTuner:
             return {k: v.detach().clone() for k, v in model.state_dict().items() if k in tuned}
 
         started = time.perf_counter()
-        best_loss, best, since_best = validation_loss(), snapshot(), 0
-        history = [best_loss]
+        history, best = [validation_loss()], snapshot()
+        stopping = EarlyStopping(self.patience, best=history[0])
         for _ in range(self.epochs):
-            rows = _epoch_rows(group_rows, rng)
+            rows = epoch_rows(group_rows, rng)
             model.train()
             bar = tqdm(range(0, len(rows), self.batch_size), desc=f"LiT epoch {len(history)}", disable=not self.progress)
             for start in bar:
@@ -150,12 +150,10 @@ class LiTTuner:
                     logit_scale.clamp_(0.0, math.log(100.0))
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             history.append(validation_loss())
-            if history[-1] < best_loss - 1e-4:
-                best_loss, best, since_best = history[-1], snapshot(), 0
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    break
+            if stopping.step(history[-1]):
+                best = snapshot()
+            elif stopping.stop:
+                break
         model.load_state_dict(best, strict=False)
         model.eval()
         for p in model.parameters():
@@ -190,20 +188,13 @@ class LiTTuner:
             name for name, _ in model.named_buffers()
         }
 
-    def _heads(self, text: np.ndarray, images: np.ndarray) -> tuple[nn.Linear, nn.Linear]:
+    def _heads(self, text: np.ndarray, images: np.ndarray) -> nn.ModuleDict:
         """Linear projections started at weighted CCA between untuned text and the images."""
         if text.shape[0] != images.shape[0]:
             raise ValueError(f"untuned text embeddings have {text.shape[0]} rows, expected {images.shape[0]}")
-        cca = CCAAligner(n_components=self.dim, reg=1.0, weight_power=0.5).fit({"text": text, "image": images})
-        heads = []
-        for modality, d_in in (("text", text.shape[1]), ("image", images.shape[1])):
-            head = nn.Linear(d_in, self.dim)
-            matrix, offset = cca.affine(modality)
-            with torch.no_grad():
-                head.weight.copy_(torch.from_numpy(matrix.T.astype(np.float32)))
-                head.bias.copy_(torch.from_numpy(offset.astype(np.float32)))
-            heads.append(head)
-        return heads[0], heads[1]
+        heads = nn.ModuleDict({"text": nn.Linear(text.shape[1], self.dim), "image": nn.Linear(images.shape[1], self.dim)})
+        init_linear_from_cca(heads, {"text": unit_rows(text), "image": unit_rows(images)}, self.dim)
+        return heads
 
 
 def _transformer_layers(model) -> nn.ModuleList:
@@ -213,10 +204,6 @@ def _transformer_layers(model) -> nn.ModuleList:
     if layers is None:
         raise EncoderError("LiT tuning needs a BERT-like sentence-transformers model (encoder.layer)")
     return layers
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), np.float32)
 
 
 def finetune_on_dataset(
