@@ -126,7 +126,7 @@ def run_flickr8k(
     started = time.perf_counter()
     dataset = load_flickr8k(data_root)
     train, test = (
-        embed_split(_first(dataset.split(name), limit), store, text_encoder, image_encoder, backend=backend, progress=progress)
+        embed_split(first_items(dataset.split(name), limit), store, text_encoder, image_encoder, backend=backend, progress=progress)
         for name in (train_split, eval_split)
     )
     result.seconds["encode"] = time.perf_counter() - started
@@ -134,9 +134,9 @@ def run_flickr8k(
     pairs = train.training_pairs()
     trained_pairs, trained_fit_params = pairs, {}
     if trained:
-        dev = embed_split(_first(dataset.split("dev"), limit), store, text_encoder, image_encoder, backend=backend, progress=progress)
+        dev = embed_split(first_items(dataset.split("dev"), limit), store, text_encoder, image_encoder, backend=backend, progress=progress)
         views = [
-            embed_split(_first(dataset.split(train_split), limit), store, text_encoder, view, backend=backend, progress=progress)
+            embed_split(first_items(dataset.split(train_split), limit), store, text_encoder, view, backend=backend, progress=progress)
             for view in image_views
         ]
         trained_pairs = {m: np.concatenate([pairs[m], *(v.training_pairs()[m] for v in views)]) for m in pairs}
@@ -162,7 +162,8 @@ def run_flickr8k(
     return result
 
 
-def _first(dataset: PairedDataset, limit: int | None) -> PairedDataset:
+def first_items(dataset: PairedDataset, limit: int | None) -> PairedDataset:
+    """The first ``limit`` items of ``dataset`` (all of them when ``limit`` is None)."""
     return dataset if limit is None else dataset.subset(limit)
 
 

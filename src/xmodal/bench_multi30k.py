@@ -19,8 +19,8 @@ import numpy as np
 
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import make_aligner
+from xmodal.bench import first_items
 from xmodal.data import load_flickr8k_multi30k
-from xmodal.data.dataset import PairedDataset
 from xmodal.embeddings import ModalityEmbeddings, embed_modalities
 from xmodal.evaluate import evaluate_retrieval
 from xmodal.fusion import FUSIONS
@@ -76,7 +76,7 @@ def run_flickr8k_multi30k(
     store = EmbeddingStore(cache_dir)
     dataset = load_flickr8k_multi30k(data_root)
     train, dev, test = (
-        embed_modalities(_first(dataset.split(s), limit), store, encoders, backend=backend, progress=progress)
+        embed_modalities(first_items(dataset.split(s), limit), store, encoders, backend=backend, progress=progress)
         for s in ("train", "dev", "test")
     )
     arrays, present, groups = train.training_table()
@@ -108,7 +108,7 @@ def evaluate_matrix(
     if "image" not in test.modalities:
         return
     texts = [m for m in test.modalities if m != "image"]
-    combos = [c for r in range(2, len(texts) + 1) for c in itertools.combinations(texts, r) if r == 2 or r == len(texts)]
+    combos = [*itertools.combinations(texts, 2), *([tuple(texts)] if len(texts) > 2 else [])]  # pairs, then all
     for combo in combos:
         item_of_row, rows = test.slot_rows(combo, items)
         queries = [aligner.transform(test.arrays[m][rows[m]], m) for m in combo]
@@ -136,7 +136,3 @@ def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
         wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
         lines.append(f"| {'+'.join(combo)} | {alone} | " + " | ".join(cells) + f" | {wins} |")
     return "\n".join(lines)
-
-
-def _first(dataset: PairedDataset, limit: int | None) -> PairedDataset:
-    return dataset if limit is None else dataset.subset(limit)

@@ -25,7 +25,7 @@ from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
 from xmodal.evaluate import evaluate_bidirectional
-from xmodal.fusion import FUSIONS
+from xmodal.fusion import FUSIONS, check_fusion
 from xmodal.store import EmbeddingStore
 
 app = typer.Typer(
@@ -230,10 +230,7 @@ def bench_flickr8k_multi30k(
     json_dir: Annotated[Path, typer.Option("--json-dir", help="Folder for the JSON results.")] = Path("benchmarks/results"),
 ) -> None:
     """Train one head per modality on Flickr8k+Multi30k; print R@1/5/10 for every modality pair and fused queries."""
-    fusions = tuple(fusion or FUSIONS)
-    for name in fusions:
-        if name not in FUSIONS:
-            raise ValueError(f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
+    fusions = tuple(check_fusion(name) for name in fusion or FUSIONS)  # before any training
     started = time.perf_counter()
     runs = run_flickr8k_multi30k(data, aligners=aligner, csls_k=csls_k, fusions=fusions, cache_dir=cache, backend=backend, limit=limit)
     seconds = time.perf_counter() - started

@@ -77,7 +77,7 @@ class ModalityEmbeddings:
         """Items that have every one of ``modalities`` (default: all), ascending."""
         keep = np.ones(self.n_items, dtype=bool)
         for m in modalities or self.modalities:
-            keep &= np.bincount(self._items(m), minlength=self.n_items) > 0
+            keep &= self._counts(m) > 0
         return np.flatnonzero(keep)
 
     def slot_rows(
@@ -90,7 +90,7 @@ class ModalityEmbeddings:
         the j-th German one, and the single French sentence in every slot). A modality the
         item lacks gets row ``-1``. ``items`` defaults to every item with at least one value.
         """
-        counts = {m: np.bincount(self._items(m), minlength=self.n_items) for m in modalities}
+        counts = {m: self._counts(m) for m in modalities}
         starts = {m: np.cumsum(c) - c for m, c in counts.items()}
         order = {m: np.argsort(self._items(m), kind="stable") for m in modalities}
         slots = np.max(np.stack(list(counts.values())), axis=0)
@@ -114,7 +114,7 @@ class ModalityEmbeddings:
         the item of each row, so a batch holds one slot per item.
         """
         modalities = list(modalities or self.modalities)
-        n_present = sum((np.bincount(self._items(m), minlength=self.n_items) > 0).astype(int) for m in modalities)
+        n_present = sum((self._counts(m) > 0).astype(int) for m in modalities)
         item_of_row, rows = self.slot_rows(modalities, np.flatnonzero(n_present >= 2))
         arrays, present = {}, {}
         for m in modalities:
@@ -128,6 +128,10 @@ class ModalityEmbeddings:
         item_of_row, rows = self.slot_rows(modalities, self.complete_items(modalities))
         _, first = np.unique(item_of_row, return_index=True)
         return {m: self.arrays[m][rows[m][first]] for m in modalities}
+
+    def _counts(self, modality: str) -> np.ndarray:
+        """Number of values of ``modality`` per item."""
+        return np.bincount(self._items(modality), minlength=self.n_items)
 
     def _items(self, modality: str) -> np.ndarray:
         if modality not in self.arrays:

@@ -18,9 +18,19 @@ from xmodal.similarity import Scorer, check_embeddings, unit_rows
 FUSIONS = ("mean", "score")
 
 
+def check_fusion(fusion: str) -> str:
+    """``fusion`` if it names a fusion, else a ``ValueError`` listing them."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    return fusion
+
+
 def fuse_mean(queries: Sequence[np.ndarray]) -> np.ndarray:
     """Row-wise mean of the L2-normalised ``queries`` (each ``n x d``); float32 ``n x d``."""
-    parts = _check_parts(queries)
+    return _mean_of_units(_check_parts(queries))
+
+
+def _mean_of_units(parts: list[np.ndarray]) -> np.ndarray:
     return np.mean([unit_rows(x) for x in parts], axis=0, dtype=np.float32)
 
 
@@ -56,11 +66,10 @@ def fused_scorer(
     """A scorer for plain (one array) or multi-modality (a list of row-paired arrays) queries."""
     if isinstance(queries, np.ndarray):
         return Scorer(queries, gallery, metric=metric, csls_k=csls_k)
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    check_fusion(fusion)
     parts = _check_parts(queries)
     if fusion == "mean":
-        return Scorer(fuse_mean(parts), gallery, metric=metric, csls_k=csls_k)
+        return Scorer(_mean_of_units(parts), gallery, metric=metric, csls_k=csls_k)
     return SumScorer([Scorer(x, gallery, metric=metric, csls_k=csls_k) for x in parts])
 
 
