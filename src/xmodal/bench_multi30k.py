@@ -11,6 +11,7 @@ several text modalities of the same item at once (slot ``j`` pairs the j-th valu
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import make_aligner
-from xmodal.bench import first_items
+from xmodal.bench import first_items, machine_description, replace_section
 from xmodal.data import load_flickr8k_multi30k
 from xmodal.embeddings import ModalityEmbeddings, embed_modalities
 from xmodal.evaluate import evaluate_retrieval
@@ -118,8 +119,9 @@ def evaluate_matrix(
             )
 
 
-def matrix_markdown(result: MatrixResult, modalities: list[str]) -> str:
+def matrix_markdown(result: MatrixResult) -> str:
     """R@1/R@5/R@10 of every ordered pair: rows are queries, columns galleries."""
+    modalities = list(dict.fromkeys(q for q, _ in result.pairs))
     lines = ["| query \\ gallery | " + " | ".join(modalities) + " |", "|---|" + "---|" * len(modalities)]
     lines += [f"| {q} | " + " | ".join(result.cell(q, g) for g in modalities) + " |" for q in modalities]
     return "\n".join(lines)
@@ -136,3 +138,38 @@ def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
         wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
         lines.append(f"| {'+'.join(combo)} | {alone} | " + " | ".join(cells) + f" | {wins} |")
     return "\n".join(lines)
+
+
+def multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
+    size = f"first {limit} items per split (smoke run)" if limit else f"{run.n_items} test items with every modality"
+    return f"{run.aligner} — Flickr8k+Multi30k, {size}" + (f", CSLS k={csls_k}" if csls_k else "")
+
+
+def write_multi30k_results(
+    runs: list[MatrixResult], json_dir: Path, markdown_path: Path, command: str, seconds: float, *,
+    csls_k: int, limit: int | None, fusions: tuple[str, ...],
+) -> None:
+    """One JSON file per run, and this configuration's section of RESULTS.md replaced."""
+    sections = []
+    json_dir.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        title = multi30k_title(run, csls_k, limit)
+        sections.append("\n".join([
+            f"#### {title}", "", f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):", "",
+            matrix_markdown(run), "", "Fused text queries -> image:", "", fused_markdown(run, fusions), "",
+        ]))
+        name = f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")
+        (json_dir / name).write_text(json.dumps(_matrix_json(run), indent=1))
+    key = f"Flickr8k+Multi30k{' (smoke run)' if limit else ''}{f' CSLS k={csls_k}' if csls_k else ''}: {', '.join(r.aligner for r in runs)}"
+    header = (f"### {key}\n\nCommand: `{command}` · machine: {machine_description()} · "
+              f"{time.strftime('%Y-%m-%d')} · {seconds:.1f} s in all · encoders: "
+              + ", ".join(f"{m} {e}" for m, e in MULTI30K_ENCODERS.items()) + "\n")
+    replace_section(markdown_path, key, header + "\n" + "\n".join(sections))
+
+
+def _matrix_json(run: MatrixResult) -> dict:
+    return {
+        "aligner": run.aligner, "fit_seconds": run.fit_seconds, "n_items": run.n_items, "machine": machine_description(),
+        "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in run.pairs.items()],
+        "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in run.fused.items()],
+    }

@@ -19,8 +19,8 @@ from rich.table import Table
 from xmodal.align import Aligner
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
-from xmodal.bench import TABLE_COLUMNS, BenchResult, machine_description, replace_section, run_flickr8k, write_results
-from xmodal.bench_multi30k import MULTI30K_ENCODERS, MatrixResult, fused_markdown, matrix_markdown, run_flickr8k_multi30k
+from xmodal.bench import TABLE_COLUMNS, BenchResult, run_flickr8k, write_results
+from xmodal.bench_multi30k import fused_markdown, matrix_markdown, multi30k_title, run_flickr8k_multi30k, write_multi30k_results
 from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
@@ -236,37 +236,12 @@ def bench_flickr8k_multi30k(
     seconds = time.perf_counter() - started
     command = "xmodal bench flickr8k-multi30k " + shlex.join(sys.argv[3:])
     wide = Console(width=max(console.width, 150))
-    sections = []
     for run in runs:
-        modalities = list(dict.fromkeys(q for q, _ in run.pairs))
-        title = _multi30k_title(run, csls_k, limit)
-        wide.print(_markdown_table(matrix_markdown(run, modalities), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
+        title = multi30k_title(run, csls_k, limit)
+        wide.print(_markdown_table(matrix_markdown(run), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
         wide.print(_markdown_table(fused_markdown(run, fusions), f"{title}: fused queries -> image"))
-        sections.append("\n".join([
-            f"#### {title}", "", f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):", "",
-            matrix_markdown(run, modalities), "", "Fused text queries -> image:", "", fused_markdown(run, fusions), "",
-        ]))
-        json_dir.mkdir(parents=True, exist_ok=True)
-        (json_dir / f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")).write_text(json.dumps(_matrix_json(run), indent=1))
-    key = f"Flickr8k+Multi30k{' (smoke run)' if limit else ''}{f' CSLS k={csls_k}' if csls_k else ''}: {', '.join(r.aligner for r in runs)}"
-    header = (f"### {key}\n\nCommand: `{command.strip()}` · machine: {machine_description()} · "
-              f"{time.strftime('%Y-%m-%d')} · {seconds:.1f} s in all · encoders: "
-              + ", ".join(f"{m} {e}" for m, e in MULTI30K_ENCODERS.items()) + "\n")
-    replace_section(results, key, header + "\n" + "\n".join(sections))
+    write_multi30k_results(runs, json_dir, results, command.strip(), seconds, csls_k=csls_k, limit=limit, fusions=fusions)
     wide.print(f"{seconds:.1f} s in all; updated {results}")
-
-
-def _multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
-    size = f"first {limit} items per split (smoke run)" if limit else f"{run.n_items} test items with every modality"
-    return f"{run.aligner} — Flickr8k+Multi30k, {size}" + (f", CSLS k={csls_k}" if csls_k else "")
-
-
-def _matrix_json(run: MatrixResult) -> dict:
-    return {
-        "aligner": run.aligner, "fit_seconds": run.fit_seconds, "n_items": run.n_items, "machine": machine_description(),
-        "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in run.pairs.items()],
-        "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in run.fused.items()],
-    }
 
 
 def _markdown_table(markdown: str, title: str) -> Table:
