@@ -22,21 +22,28 @@ class SplitEmbeddings:
     text_items: np.ndarray
     image_items: np.ndarray
 
+    def pair_rows(self, first_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(text rows, image rows)`` of every (caption, image) pair of the same item, or with
+        ``first_only`` of one pair per item (its first caption)."""
+        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
+        if first_only:
+            _, first = np.unique(self.text_items[t_rows], return_index=True)
+            t_rows, i_rows = t_rows[first], i_rows[first]
+        return t_rows, i_rows
+
     def training_pairs(self) -> dict[str, np.ndarray]:
         """Every (caption, image) pair of the same item, row-paired."""
-        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
+        t_rows, i_rows = self.pair_rows()
         return {"text": self.text[t_rows], "image": self.image[i_rows]}
 
     def pair_items(self) -> np.ndarray:
         """The item of each row of :meth:`training_pairs` (the ``groups`` of trained heads)."""
-        t_rows, _ = pair_rows(self.text_items, self.image_items)
-        return self.text_items[t_rows]
+        return self.text_items[self.pair_rows()[0]]
 
     def first_pairs(self) -> dict[str, np.ndarray]:
         """One (first caption, image) pair per item: a validation set for trained heads."""
-        t_rows, i_rows = pair_rows(self.text_items, self.image_items)
-        _, first = np.unique(self.text_items[t_rows], return_index=True)
-        return {"text": self.text[t_rows[first]], "image": self.image[i_rows[first]]}
+        t_rows, i_rows = self.pair_rows(first_only=True)
+        return {"text": self.text[t_rows], "image": self.image[i_rows]}
 
 
 def embed_split(

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from xmodal.align.heads import init_linear_from_cca
 from xmodal.align.losses import symmetric_info_nce
 from xmodal.align.training import EarlyStopping, epoch_rows, rows_by_group
-from xmodal.data.dataset import PairedDataset, pair_rows
-from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError, check_texts
+from xmodal.data.dataset import PairedDataset
+from xmodal.encoders.base import FINETUNE_METADATA, EncoderError, check_texts
 from xmodal.encoders.text import SentenceTransformerEncoder
 from xmodal.similarity import check_embeddings, unit_rows
 from xmodal.store import EmbeddingStore
@@ -223,6 +223,7 @@ def finetune_on_dataset(
     ``dev_split``) and save it as encoder ``name`` under the cache's ``models/``.
     ``image_views`` names encoders of other views of the images (e.g.
     ``efficientnet-lite0-mirror``) used as training augmentation."""
+    from xmodal.embeddings import embed_split
     from xmodal.encoders.registry import ENCODERS, get_encoder
 
     if name in ENCODERS or not name.replace("-", "").replace("_", "").isalnum():
@@ -230,25 +231,19 @@ def finetune_on_dataset(
     encoder = get_encoder(base, backend=backend, cache_dir=store.root)
     if not isinstance(encoder, SentenceTransformerEncoder):
         raise EncoderError(f"{base!r} is not a sentence-transformers text encoder; LiT tuning needs one")
-    images = get_encoder(image_encoder, backend=backend, cache_dir=store.root)
 
-    def caption_image_pairs(split: str, first_only: bool, views: Sequence[Encoder] = ()):
-        """Captions, their image embeddings (one array per view), their items, the caption rows."""
+    def caption_image_pairs(split: str, first_only: bool, image_encoders: Sequence[str]):
+        """Captions, their image embeddings (one array per image encoder), their items, and
+        their untuned text embeddings (all through the cache)."""
         part = dataset.split(split)
-        texts, pictures = part.flatten("text"), part.flatten("image")
-        embedded = [store.embed(e, pictures.values, label=f"{part.name}/image", progress=tuner.progress) for e in (images, *views)]
-        t_rows, i_rows = pair_rows(texts.item_index, pictures.item_index)
-        if first_only:
-            _, first = np.unique(texts.item_index[t_rows], return_index=True)
-            t_rows, i_rows = t_rows[first], i_rows[first]
-        return [texts.values[i] for i in t_rows], [e[i_rows] for e in embedded], texts.item_index[t_rows], t_rows
+        captions = part.flatten("text").values
+        views = [embed_split(part, store, base, e, backend=backend, progress=tuner.progress) for e in image_encoders]
+        t_rows, i_rows = views[0].pair_rows(first_only)
+        return [captions[i] for i in t_rows], [v.image[i_rows] for v in views], views[0].text_items[t_rows], views[0].text[t_rows]
 
-    view_encoders = [get_encoder(v, backend=backend, cache_dir=store.root) for v in image_views]
-    texts, (image_rows, *view_rows), groups, t_rows = caption_image_pairs(train_split, False, view_encoders)
-    val_texts, (val_images,), _, _ = caption_image_pairs(dev_split, first_only=True)
-    train_texts = dataset.split(train_split).flatten("text")
-    untuned = store.embed(encoder, train_texts.values, label=f"{dataset.name}/{train_split}/text", progress=tuner.progress)
-    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images), untuned=untuned[t_rows], image_views=view_rows)
+    texts, (image_rows, *view_rows), groups, untuned = caption_image_pairs(train_split, False, [image_encoder, *image_views])
+    val_texts, (val_images,), _, _ = caption_image_pairs(dev_split, True, [image_encoder])
+    tuner.fit(encoder, texts, image_rows, groups, (val_texts, val_images), untuned=untuned, image_views=view_rows)
     about = {"base": base, "image_encoder": image_encoder, "image_views": list(image_views), "dataset": dataset.name,
              "train_split": train_split, "dev_split": dev_split, "pairs": len(texts)}
     return tuner.save(encoder, store.root / "models" / name, about)
