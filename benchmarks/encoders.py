@@ -15,6 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from xmodal.markdown import markdown_table
 from xmodal.bench import replace_section, run_flickr8k, script_section
 
 COMBINATIONS = [
@@ -37,18 +38,17 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     args = parser.parse_args()
 
-    header = "| text | image | aligner | " + " | ".join(COLUMNS) + " | fit s |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
+    rows = []
     for text, image in COMBINATIONS:
         result = run_flickr8k(args.data, text_encoder=text, image_encoder=image, aligners=ALIGNERS, cache_dir=args.cache)
         for row in (r for r in result.rows if r.csls_k):
-            cells = " | ".join(f"{row.metrics[c]:.1f}" for c in COLUMNS)
-            lines.append(f"| `{text}` | `{image}` | {row.aligner} | {cells} | {row.fit_seconds:.1f} |")
-            print(lines[-1], flush=True)
+            rows.append([f"`{text}`", f"`{image}`", row.aligner, *(f"{row.metrics[c]:.1f}" for c in COLUMNS), f"{row.fit_seconds:.1f}"])
+            print(" | ".join(rows[-1]), flush=True)
 
     command = shlex.join(["python", "benchmarks/encoders.py", *sys.argv[1:]])
     body = script_section(
-        "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)", command, lines,
+        "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)", command,
+        markdown_table(["text", "image", "aligner", *COLUMNS, "fit s"], rows),
         notes=["`a+b` concatenates L2-normalised embeddings; `-tta` averages an image's embedding",
                "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`)."],
     )

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from xmodal.align.presets import make_aligner
+from xmodal.markdown import markdown_table
 from xmodal.bench import replace_section, run_flickr8k, script_section
 
 ALIGNERS = [
@@ -49,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     columns = ["text encoder", "head", "objective", "init", *COLUMNS, "mean R@10", "fit s"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    rows = []
     runs = [(args.aligners or ALIGNERS, ()), (AUGMENTED, (MIRROR,))]
     for text in args.text_encoders or ["minilm", "minilm-lit"]:
         for aligners, views in runs:
@@ -61,13 +62,13 @@ def main() -> None:
                 init += " + mirror views" if views else ""
                 cells = [f"`{text}`", head, objective, init, *(f"{row.metrics[c]:.1f}" for c in COLUMNS),
                          f"{mean:.1f}", f"{row.fit_seconds:.1f}"]
-                lines.append("| " + " | ".join(cells) + " |")
-                print(lines[-1], flush=True)
+                rows.append(cells)
+                print(" | ".join(cells), flush=True)
 
     command = shlex.join(["python", "benchmarks/trained.py", *sys.argv[1:]])
     body = script_section(
         "Trained alignment: heads × objectives × LiT-tuned text encoder (Flickr8k 1k test, CSLS k=10)",
-        command, lines, "image encoder efficientnet-lite0 (locked) · fit s = training wall time, early stopping on dev",
+        command, markdown_table(columns, rows), "image encoder efficientnet-lite0 (locked) · fit s = training wall time, early stopping on dev",
         notes=["init `cca` starts the heads at the cca-256-weighted solution; `+ mirror views` also trains on",
                "each caption paired with its mirrored image (test images are not mirrored). The LiT tuning of",
                "`minilm-lit` itself (`make finetune`) is timed separately below."],

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, make_aligner
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.embeddings import embed_split
+from xmodal.markdown import markdown_table
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.store import EmbeddingStore
 
@@ -81,9 +83,7 @@ class BenchResult:
         }
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-        lines += ["| " + " | ".join(r.cells()) + " |" for r in self.rows]
-        return "\n".join(lines)
+        return markdown_table(TABLE_COLUMNS, (r.cells() for r in self.rows))
 
     def timing(self) -> str:
         return (
@@ -188,10 +188,10 @@ def write_results(result: BenchResult, json_path: Path, markdown_path: Path, com
     replace_section(markdown_path, result.title, section)
 
 
-def script_section(title: str, command: str, lines: list[str], details: str = "", notes: list[str] = ()) -> str:
+def script_section(title: str, command: str, table: str, details: str = "", notes: Sequence[str] = ()) -> str:
     """A RESULTS.md section for a benchmark script: title, command/machine/date line, table, notes."""
     stamp = f"Command: `{command}` · machine: {machine_description()} · {time.strftime('%Y-%m-%d')}"
-    return "\n".join([f"### {title}", "", stamp + (f" · {details}" if details else ""), "", *lines, *([""] if notes else []), *notes])
+    return "\n".join([f"### {title}", "", stamp + (f" · {details}" if details else ""), "", table, *([""] if notes else []), *notes])
 
 
 def replace_section(path: Path, key: str, body: str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import make_aligner
+from xmodal.markdown import markdown_table
 from xmodal.bench import first_items, machine_description, replace_section
 from xmodal.data import load_flickr8k_multi30k
 from xmodal.embeddings import ModalityEmbeddings, embed_modalities
@@ -122,22 +123,19 @@ def evaluate_matrix(
 def matrix_markdown(result: MatrixResult) -> str:
     """R@1/R@5/R@10 of every ordered pair: rows are queries, columns galleries."""
     modalities = list(dict.fromkeys(q for q, _ in result.pairs))
-    lines = ["| query \\ gallery | " + " | ".join(modalities) + " |", "|---|" + "---|" * len(modalities)]
-    lines += [f"| {q} | " + " | ".join(result.cell(q, g) for g in modalities) + " |" for q in modalities]
-    return "\n".join(lines)
+    return markdown_table(["query \\ gallery", *modalities], ([q, *(result.cell(q, g) for g in modalities)] for q in modalities))
 
 
 def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
     """Fused text queries -> image, against each query modality alone (R@1/R@5/R@10)."""
     head = ["queries -> image", "alone (each)", *(f"fused: {f}" for f in fusions), "beats each alone (R@10)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    combos = list(dict.fromkeys(c for c, _, _ in result.fused))
-    for combo in combos:
+    rows = []
+    for combo in dict.fromkeys(c for c, _, _ in result.fused):
         alone = ", ".join(result.cell(q, "image") for q in combo) if len(combo) <= 2 else "see matrix"
         cells = ["/".join(f"{result.fused[(combo, 'image', f)][f'R@{k}']:.1f}" for k in KS) for f in fusions]
         wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
-        lines.append(f"| {'+'.join(combo)} | {alone} | " + " | ".join(cells) + f" | {wins} |")
-    return "\n".join(lines)
+        rows.append(["+".join(combo), alone, *cells, wins])
+    return markdown_table(head, rows)
 
 
 def multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
