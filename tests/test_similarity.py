@@ -91,10 +91,23 @@ def test_pairwise_cosine_and_dot_by_hand():
     assert cos.dtype == np.float32
 
 
+def test_distance_similarities_by_hand():
+    q = np.array([[0.0, 0.0], [1.0, 1.0]])
+    g = np.array([[3.0, 4.0], [1.0, 1.0], [-1.0, 2.0]])
+    np.testing.assert_allclose(pairwise(q, g, "euclidean"), [[-5.0, -np.sqrt(2), -np.sqrt(5)], [-np.sqrt(13), 0.0, -np.sqrt(5)]], rtol=1e-6)
+    np.testing.assert_allclose(pairwise(q, g, "manhattan"), [[-7.0, -2.0, -3.0], [-5.0, 0.0, -3.0]], rtol=1e-6)
+    assert pairwise(q, g, "manhattan").dtype == pairwise(q, g, "euclidean").dtype == np.float32
+
+
+def test_similarities_can_disagree_on_the_nearest_item():
+    q = np.array([[1.0, 0.0]])
+    g = np.array([[10.0, 1.0], [0.9, 0.3]])  # the same direction far away vs close but turned
+    assert [int(np.argmax(pairwise(q, g, m))) for m in SIMILARITIES] == [0, 0, 1, 1]
+
+
 def test_pairwise_unknown_metric():
-    with pytest.raises(ValueError, match=r"unknown metric 'l2'; known metrics: cosine, dot"):
+    with pytest.raises(ValueError, match=r"unknown metric 'l2'; known metrics: cosine, dot, euclidean, manhattan"):
         pairwise(np.ones((1, 2)), np.ones((1, 2)), "l2")
-    assert SIMILARITIES == ("cosine", "dot")
 
 
 def test_pairwise_dimension_mismatch():

@@ -1,8 +1,16 @@
 """Similarity scores between query and gallery embeddings, computed lazily in row chunks.
 
+The fixed similarities (higher = more similar), for a query ``x`` and a gallery item ``y``:
+
+* ``cosine``: ``x.y / (|x| |y|)`` (all-zero rows score 0);
+* ``dot``: ``x.y``;
+* ``euclidean``: ``-|x - y|_2``;
+* ``manhattan``: ``-|x - y|_1``.
+
 A :class:`Scorer` never materialises the full ``n_queries x n_gallery`` score matrix: it
 yields blocks of query rows scored against the whole gallery, sized to about 64 MB of
-float32 each, so 100k x 100k evaluations run in bounded memory.
+float32 each, so 100k x 100k evaluations run in bounded memory. Learned similarities live
+in :mod:`xmodal.learned_similarity`.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
-SIMILARITIES = ("cosine", "dot")
+SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
 
 _CHUNK_BYTES = 64 * 2**20
 
@@ -54,14 +63,24 @@ def pairwise(queries: np.ndarray, gallery: np.ndarray, metric: str = "cosine") -
     """Dense float32 ``(n_queries, n_gallery)`` similarity matrix; for small inputs only."""
     metric = _check_metric(metric)
     q, g = _check_pair(queries, gallery)
-    return _prepare(q, metric) @ _prepare(g, metric).T
+    return similarity_block(_prepare(q, metric), _prepare(g, metric), metric)
+
+
+def similarity_block(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+    """Float32 scores of prepared rows (unit rows for cosine) under ``metric``; no checks."""
+    if metric in ("cosine", "dot"):
+        return queries @ gallery.T
+    if metric == "euclidean":
+        squared = (queries * queries).sum(1)[:, None] + (gallery * gallery).sum(1)[None, :]
+        squared -= 2 * (queries @ gallery.T)
+        return -np.sqrt(np.maximum(squared, 0, out=squared), out=squared)
+    return -cdist(queries, gallery, "cityblock").astype(np.float32)
 
 
 class Scorer:
     """Lazy score matrix between ``queries`` (rows) and ``gallery`` (columns).
 
-    ``metric`` is ``"cosine"`` (dot product of L2-normalised rows; all-zero rows score 0)
-    or ``"dot"``. With ``csls_k > 0`` the scores are CSLS (Lample et al. 2018, "Word
+    ``metric`` is one of :data:`SIMILARITIES` (see the module docstring). With ``csls_k > 0`` the scores are CSLS (Lample et al. 2018, "Word
     translation without parallel data")::
 
         csls(x, y) = 2 s(x, y) - r_g(x) - r_q(y)
@@ -115,7 +134,7 @@ class Scorer:
         n_queries = self.shape[0]
         for start in range(0, n_queries, self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, n_queries))
-            yield rows, self._queries[rows] @ self._gallery.T
+            yield rows, similarity_block(self._queries[rows], self._gallery, self.metric)
 
     def _csls(self) -> tuple[np.ndarray, np.ndarray]:
         """``(r_g, r_q)``; one chunked pass, running top-k per column."""
@@ -160,8 +179,8 @@ def check_int(value: int, name: str, minimum: int) -> int:
 
 
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
-    """Rows L2-normalised for cosine (zero rows stay zero), unchanged for dot."""
-    if metric == "dot":
+    """Rows L2-normalised for cosine (zero rows stay zero), unchanged otherwise."""
+    if metric != "cosine":
         return x
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
