@@ -44,8 +44,12 @@ class _DenseScores:
 def ranks(
     scorer: Scorer | SumScorer | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray
 ) -> np.ndarray:
-    """1-based int64 rank of each query's best relevant gallery item (pessimistic on ties)."""
-    source = scorer if isinstance(scorer, (Scorer, SumScorer)) else _DenseScores(scorer)
+    """1-based int64 rank of each query's best relevant gallery item (pessimistic on ties).
+
+    ``scorer`` is a dense score matrix or any lazy one with ``shape`` and ``chunks()``
+    (:class:`~xmodal.similarity.Scorer`, :class:`~xmodal.fusion.SumScorer`, a learned scorer).
+    """
+    source = scorer if hasattr(scorer, "chunks") else _DenseScores(scorer)
     n_queries, n_gallery = source.shape
     q_labels = _check_labels(query_labels, "query_labels", n_queries, "queries")
     g_labels = _check_labels(gallery_labels, "gallery_labels", n_gallery, "gallery items")
