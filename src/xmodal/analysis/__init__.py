@@ -1,0 +1,2 @@
+"""Geometry of aligned spaces (modality gap, Wasserstein, CKA, hubness), similarity-function
+comparisons, figures and the ``xmodal analyze`` report."""
