@@ -1,4 +1,4 @@
-"""The ``xmodal`` command line: encode, fit, eval, bench."""
+"""The ``xmodal`` command line: encode, fit, eval, bench, analyze, index, search, serve."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from xmodal.align import Aligner
+from xmodal.analysis.report import DEFAULT_ANALYSIS_ALIGNERS
+from xmodal.analysis.report import analyze as analyze_dataset
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
 from xmodal.bench import TABLE_COLUMNS, BenchResult, run_flickr8k, write_results
@@ -26,6 +28,7 @@ from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.fusion import FUSIONS, check_fusion
+from xmodal.index import KINDS, Hit, Index, gallery_source
 from xmodal.store import EmbeddingStore
 
 app = typer.Typer(
@@ -35,6 +38,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="End-to-end benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+index_app = typer.Typer(help="Build and grow search indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 console = Console()
 
 DataOpt = Annotated[
@@ -185,6 +190,101 @@ def evaluate(
     console.print(table)
 
 
+SourceArg = Annotated[str, typer.Argument(help="'flickr8k', a .jsonl/.csv manifest, a folder of images, or a .txt file (one text a line).")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Only this split of a dataset (default: every item).")]
+
+
+@index_app.command("build")
+@_guard
+def index_build(
+    source: SourceArg,
+    aligner: Annotated[Path, typer.Option("--aligner", help="A fitted aligner written by `xmodal fit`.")],
+    out: Annotated[Path, typer.Option("--out", help="The index directory to write.")],
+    split: SplitOpt = None,
+    kind: Annotated[str, typer.Option("--kind", help=f"FAISS index: {', '.join(KINDS)} (auto: exact below 50,000 items, else HNSW).")] = "auto",
+    text_encoder: TextEncOpt = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    csls_k: Annotated[int, typer.Option("--csls-k", min=1, help="CSLS neighbourhood size for `search --csls`.")] = 10,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+) -> None:
+    """Index a gallery (images, or texts from a .txt file) in a fitted aligner's shared space."""
+    items, modality = gallery_source(source, data_root=data, split=split)
+    index = Index.build(items, Aligner.load(aligner), modality=modality, text_encoder=text_encoder, image_encoder=image_encoder,
+                        kind=kind, store=EmbeddingStore(cache), backend=backend, csls_k=csls_k, progress=True)
+    path = index.save(out)
+    console.print(f"indexed {len(index)} {modality} items ({index.manifest()['faiss_index']}) -> {path}", soft_wrap=True)
+
+
+@index_app.command("add")
+@_guard
+def index_add(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory written by `xmodal index build`.")],
+    source: SourceArg,
+    split: SplitOpt = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Add items to an index (only the new items are encoded)."""
+    index = Index.load(index_dir, cache_dir=cache)
+    items, modality = gallery_source(source, data_root=data, split=split)
+    if modality != index.modality:
+        raise ValueError(f"{index_dir} is a gallery of {index.modality}s; {source} holds {modality}s")
+    index.add(items, store=EmbeddingStore(cache), progress=True).save(index_dir)
+    console.print(f"added {len(items)} items -> {len(index)} in {index_dir}", soft_wrap=True)
+
+
+@app.command()
+@_guard
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory written by `xmodal index build`.")],
+    query: Annotated[Optional[str], typer.Argument(help="A text query.")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="An image query (with a text query too: fused).")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
+    csls: Annotated[bool, typer.Option("--csls", help="Score by CSLS against the gallery's captions (text queries).")] = False,
+    fusion: Annotated[str, typer.Option("--fusion", help=f"How a text and an image query combine: {' or '.join(FUSIONS)}.")] = "mean",
+    cache: CacheOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search an index by text, by image, or both: rank, score, id, path and caption."""
+    hits = Index.load(index_dir, cache_dir=cache).search(query, image, k=k, csls=csls, fusion=fusion)
+    if as_json:
+        print(json.dumps({"query": query, "image": image and str(image), "results": [h.to_dict() for h in hits]}, indent=1))
+        return
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    table = Table()
+    for column in ("rank", "score", "id", "path", "caption"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for hit in hits:
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", escape(hit.id), escape(hit.path or ""), escape(hit.captions[0] if hit.captions else ""))
+    Console(width=max(console.width, 160)).print(table)
+
+
+@app.command()
+@_guard
+def serve(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory written by `xmodal index build`.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads per query encoding (1: one query is too small to share, and spare cores serve other requests).")] = 1,
+    cache: CacheOpt = None,
+) -> None:
+    """Serve an index over HTTP: a search page at /, the API at /search (docs at /docs)."""
+    import torch
+    import uvicorn
+
+    from xmodal.serve import create_app
+
+    torch.set_num_threads(threads)
+    index = Index.load(index_dir, cache_dir=cache)
+    console.print(f"serving {len(index)} {index.modality} items from {index_dir} at http://{host}:{port}/", soft_wrap=True)
+    uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
+
+
 @bench_app.command("flickr8k")
 @_guard
 def bench_flickr8k(
@@ -242,6 +342,38 @@ def bench_flickr8k_multi30k(
         wide.print(_markdown_table(fused_markdown(run, fusions), f"{title}: fused queries -> image"))
     write_multi30k_results(runs, json_dir, results, command.strip(), seconds, csls_k=csls_k, limit=limit, fusions=fusions)
     wide.print(f"{seconds:.1f} s in all; updated {results}")
+
+
+@app.command()
+@_guard
+def analyze(
+    dataset: Annotated[str, typer.Argument(help="'flickr8k' or a .jsonl/.csv manifest (with train and dev splits).")] = "flickr8k",
+    out: Annotated[Path, typer.Option("--out", help="Report folder (report.html, figures/, thumbs/, analysis.json).")] = Path("reports/analysis"),
+    aligner: Annotated[Optional[list[str]], typer.Option("--aligner", help=f"Repeat to pick aligners (default: {', '.join(DEFAULT_ANALYSIS_ALIGNERS)}).")] = None,
+    learned: Annotated[Optional[list[str]], typer.Option("--learned", help="Also train a learned similarity per space: mlp, bilinear (repeat).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to measure.")] = "test",
+    failures: Annotated[int, typer.Option("--failures", min=0, help="Worst text queries shown in the gallery.")] = 8,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a quick look.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    text_encoder: TextEncOpt = "minilm",
+    image_encoder: ImageEncOpt = "efficientnet-lite0",
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    backend: BackendOpt = "onnx",
+) -> None:
+    """Measure the modality gap, geometry and similarity functions before and after each aligner; write an HTML report."""
+    result = analyze_dataset(
+        load_dataset(dataset, data), out, EmbeddingStore(cache), text_encoder=text_encoder, image_encoder=image_encoder,
+        aligners=aligner or DEFAULT_ANALYSIS_ALIGNERS, split=split, learned=learned or (), limit=limit,
+        n_failures=failures, seed=seed, backend=backend,
+    )
+    table = Table(title=f"{result.title}: geometry")
+    for column in ("space", "centroid gap", "W2 exact", "CKA", "hub skew t2i", "mean R@10"):
+        table.add_column(column, justify="left" if column == "space" else "right")
+    for name, row in result.gaps.items():
+        table.add_row(name, *(f"{row[c]:.3f}" for c in ("centroid gap", "W2 exact", "CKA", "hub skew t2i")), f"{row['mean R@10']:.1f}")
+    console.print(table)
+    console.print(f"report: {out / 'report.html'} ({result.seconds['total']:.1f} s)")
 
 
 def _markdown_table(markdown: str, title: str) -> Table:
