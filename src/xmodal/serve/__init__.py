@@ -1,0 +1,5 @@
+"""The HTTP search service: a FastAPI app over an :class:`~xmodal.index.Index` and its search page."""
+
+from xmodal.serve.app import create_app
+
+__all__ = ["create_app"]

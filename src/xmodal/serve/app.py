@@ -1,0 +1,171 @@
+"""FastAPI app over one index: text and image search, item metadata, thumbnails, a static page.
+
+Every error is JSON ``{"detail": "<message>"}`` with a 4xx status: 400 for a query the index
+refuses (empty text, ``k`` out of range, an upload that is not a readable image), 404 for an
+unknown item, 413 for an upload over :data:`MAX_UPLOAD_BYTES`, 422 for a malformed request.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+import xmodal
+from xmodal.data import load_image
+from xmodal.index import Hit, Index, IndexItem
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+THUMBNAIL_PIXELS = 256
+STATIC = Path(__file__).parent / "static"
+
+K = Annotated[int, Query(description="Number of results, 1 to the gallery size.")]
+CSLS = Annotated[bool, Query(description="Score by CSLS against the gallery's captions (text queries).")]
+
+
+class Result(BaseModel):
+    rank: int
+    score: float
+    id: str
+    path: str | None
+    captions: list[str]
+    thumbnail: str | None  # URL of the thumbnail route, for image galleries
+
+
+class SearchResponse(BaseModel):
+    query: str
+    k: int
+    results: list[Result]
+
+
+class ItemResponse(BaseModel):
+    id: str
+    path: str | None
+    captions: list[str]
+    thumbnail: str | None
+
+
+class Health(BaseModel):
+    status: str
+    items: int
+    modality: str
+    encoders: dict[str, str]
+    aligner: str
+    version: str
+
+
+def create_app(index: Index) -> FastAPI:
+    """The service for ``index``: ``/search``, ``/search/image``, ``/items/{id}``,
+    ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``."""
+    app = FastAPI(title="xmodal search", version=xmodal.__version__,
+                  description=f"Cross-modal search over {len(index)} {index.modality} items.")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    def result(hit: Hit) -> Result:
+        return Result(**hit.to_dict(), thumbnail=_thumbnail_url(index, hit.id))
+
+    def run_search(query: str, k: int, **kwargs) -> SearchResponse:
+        try:
+            hits = index.search(k=k, **kwargs)
+        except ValueError as error:  # bad k, empty text, unreadable image (DataError)
+            raise HTTPException(400, str(error)) from None
+        return SearchResponse(query=query, k=k, results=[result(h) for h in hits])
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health")
+    def health() -> Health:
+        """Liveness, and what is being served."""
+        return Health(status="ok", items=len(index), modality=index.modality,
+                      encoders={m: e.name for m, e in index.encoders.items()},
+                      aligner=type(index.aligner).__name__, version=xmodal.__version__)
+
+    @app.get("/search")
+    def search_text(q: Annotated[str, Query(description="The text query.")], k: K = 10, csls: CSLS = False) -> SearchResponse:
+        """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
+        return run_search(q, k, text=q, csls=csls)
+
+    @app.post("/search/image")
+    async def search_image(image: Annotated[UploadFile, File(description="An image file, at most 10 MB.")], k: K = 10) -> SearchResponse:
+        """The ``k`` gallery items closest to an uploaded image."""
+        data = await image.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB")
+        name = image.filename or "upload"
+        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as file:
+            file.write(data)
+            file.flush()
+            try:
+                return await run_in_threadpool(run_search, name, k, image=file.name)
+            except HTTPException as error:  # name the upload, not the temporary file
+                raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
+
+    @app.middleware("http")
+    async def limit_upload_size(request: Request, call_next):
+        """Refuse an oversized upload from its Content-Length, before reading the body."""
+        length = request.headers.get("content-length", "")
+        if request.method == "POST" and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 2**16:
+            return JSONResponse({"detail": f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/items/{item_id:path}")
+    def item(item_id: str) -> ItemResponse:
+        """An item's metadata: path and captions."""
+        found = _item(index, item_id)
+        return ItemResponse(id=found.id, path=found.path, captions=list(found.captions), thumbnail=_thumbnail_url(index, found.id))
+
+    @app.get("/thumbnails/{item_id:path}", responses={200: {"content": {"image/jpeg": {}}}})
+    def thumbnail(item_id: str) -> Response:
+        """A JPEG thumbnail (at most 256 px a side) of an item's image."""
+        found = _item(index, item_id)
+        if not found.path:
+            raise HTTPException(404, f"item {item_id!r} has no image")
+        try:
+            jpeg = _thumbnail(found.path)
+        except ValueError as error:
+            raise HTTPException(404, str(error)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    return app
+
+
+def _item(index: Index, item_id: str) -> IndexItem:
+    """The item called ``item_id``: ids are looked up in the index, never used as paths."""
+    if item_id.startswith("/") or ".." in item_id.split("/"):
+        raise HTTPException(400, f"invalid item id {item_id!r}")
+    try:
+        return index.item(item_id)
+    except KeyError as error:
+        raise HTTPException(404, error.args[0]) from None
+
+
+def _thumbnail_url(index: Index, item_id: str) -> str | None:
+    return f"/thumbnails/{quote(item_id, safe='')}" if index.modality == "image" else None
+
+
+@functools.lru_cache(maxsize=2048)
+def _thumbnail(path: str) -> bytes:
+    image = load_image(path)
+    image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with one readable line, e.g. ``k: Input should be a valid integer``."""
+    messages = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()]
+    return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
