@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: bench bench-best bench-heads bench-trained bench-multi30k finetune test test-fast speed clean
+.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k finetune test test-fast speed serve clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -54,6 +54,12 @@ bench-multi30k: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear-pcmr
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
 
+# The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.
+analyze: $(STAMP)
+	$(VENV)/bin/xmodal analyze flickr8k --out reports/analysis
+bench-geometry: $(STAMP)
+	$(PY) benchmarks/geometry.py
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -62,6 +68,18 @@ test-fast: $(STAMP)
 
 speed: $(STAMP)
 	$(PY) benchmarks/speed.py
+
+# The search service on the Flickr8k test images: cca-256-weighted fitted on train (built once).
+SERVE_DIR     := $(or $(XMODAL_CACHE),.cache/xmodal)/serve
+SERVE_ALIGNER := $(SERVE_DIR)/flickr8k-train_cca-256-weighted.npz
+SERVE_INDEX   := $(SERVE_DIR)/flickr8k-test
+PORT          ?= 8000
+$(SERVE_ALIGNER): $(STAMP)
+	$(VENV)/bin/xmodal fit flickr8k --split train --aligner cca-256-weighted --out $@
+$(SERVE_INDEX)/manifest.json: $(SERVE_ALIGNER)
+	$(VENV)/bin/xmodal index build flickr8k --split test --aligner $< --out $(SERVE_INDEX)
+serve: $(SERVE_INDEX)/manifest.json
+	$(VENV)/bin/xmodal serve $(SERVE_INDEX) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
