@@ -127,7 +127,7 @@ def _thumbnail(path: str, folder: Path) -> str:
 def render_html(analysis: Analysis, out: Path) -> str:
     """The report page: tables, figures and the failure gallery."""
     gap_table = _html_table(
-        ["space", *GAP_COLUMNS], [[name, *(_fmt(row[c]) for c in GAP_COLUMNS)] for name, row in analysis.gaps.items()], "gaps"
+        ["space", *GAP_COLUMNS], [[name, *(_fmt(row[c], c) for c in GAP_COLUMNS)] for name, row in analysis.gaps.items()], "gaps"
     )
     corr_table = _html_table(
         ["measure", "Pearson r", "Spearman ρ", "aligners"],
@@ -135,7 +135,7 @@ def render_html(analysis: Analysis, out: Path) -> str:
     )
     sim_table = _html_table(
         ["space", "similarity", *SIMILARITY_COLUMNS],
-        [[r["space"], r["similarity"], *(_fmt(r[c]) for c in SIMILARITY_COLUMNS)] for r in analysis.similarities], "similarities",
+        [[r["space"], r["similarity"], *(_fmt(r[c], c) for c in SIMILARITY_COLUMNS)] for r in analysis.similarities], "similarities",
     )
     figures = "\n".join(
         f'<figure><img src="{p.relative_to(out)}" alt="{p.stem}"><figcaption>{p.stem.replace("_", " ")}</figcaption></figure>'
@@ -205,5 +205,8 @@ def _html_table(columns: Sequence[str], rows: Sequence[Sequence[object]], name: 
     return f'<table id="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _fmt(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+def _fmt(value: float, column: str = "") -> str:
+    """Recall (a percentage) with one decimal, other measures with three; NaN as a dash."""
+    if math.isnan(value):
+        return "–"
+    return f"{value:.1f}" if "R@" in column or "%" in column else f"{value:.3f}"
