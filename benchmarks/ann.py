@@ -129,7 +129,7 @@ def main() -> None:
                "the exact top-10 ids in the ANN top 10. Data: clustered unit vectors (see the script's docstring)."]))
     print(f"updated {args.results}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows,
+        args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k not in ("json", "results")}, "rows": rows,
                                          "peak_rss_mb": peak, "machine": machine_description()}, indent=1))
 
 
