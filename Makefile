@@ -40,13 +40,14 @@ $(LIT_MODEL): $(STAMP)
 finetune: $(LIT_MODEL)
 
 # Heads x objectives x (un)tuned text encoder, one table; the tuned encoder's closed-form rows;
-# the best trained row (lite0 read at 352 px with mirror TTA, plain and mirrored views for the head).
+# the best trained row (lite0 at four input sizes with mirror TTA; plain and mirrored views for the head).
+SCALES := 224,288,352,416
 bench-trained: $(LIT_MODEL)
 	$(PY) benchmarks/trained.py
 	$(VENV)/bin/xmodal bench flickr8k --text-encoder minilm-lit
-	$(VENV)/bin/xmodal bench flickr8k --text-encoder minilm-lit --image-encoder efficientnet-lite0-tta@352 \
-		--aligner cca-256-weighted --aligner head-linear-cca \
-		--image-view efficientnet-lite0@352 --image-view efficientnet-lite0-mirror@352
+	$(VENV)/bin/xmodal bench flickr8k --text-encoder minilm-lit --image-encoder efficientnet-lite0-tta@$(SCALES) \
+		--aligner cca-256-weighted --aligner head-linear-cca --csls-k 5 \
+		--image-view efficientnet-lite0@$(SCALES) --image-view efficientnet-lite0-mirror@$(SCALES)
 
 # Every ordered pair of image/en/de/en1/de1/fr1/cs1 and fused queries, PCMC and PCMR heads.
 bench-multi30k: $(STAMP)

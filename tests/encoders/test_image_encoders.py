@@ -114,11 +114,21 @@ def test_resolution_suffix_encodes_at_that_size(cache_dir, lite0_onnx, test_imag
     assert get_encoder("efficientnet-lite0-tta@288", cache_dir=cache_dir).name == "efficientnet-lite0-tta@288"
 
 
+def test_several_resolutions_average_their_unit_embeddings(cache_dir, lite0_onnx, test_images):
+    both = get_encoder("efficientnet-lite0@224,288", cache_dir=cache_dir)
+    assert (both.name, both.dim) == ("efficientnet-lite0@224,288", 1280)
+    big = get_encoder("efficientnet-lite0@288", cache_dir=cache_dir).encode(test_images[:2])
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    expected = (unit(lite0_onnx.encode(test_images[:2])) + unit(big)) / 2
+    np.testing.assert_allclose(both.encode(test_images[:2]), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
         ("minilm@288", "only efficientnet-lite encoders take @RESOLUTION"),
-        ("efficientnet-lite0@big", "must be a whole number of pixels"),
+        ("efficientnet-lite0@big", "after '@' come whole numbers of pixels"),
+        ("efficientnet-lite0@224,224", "distinct and comma-separated"),
         ("efficientnet-lite0@4096", "resolution must be an integer from 32 to 1024, got 4096"),
     ],
 )

@@ -114,7 +114,8 @@ class EfficientNetLiteEncoder:
 
     @property
     def cache_key(self) -> str:
-        return f"{self.name}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}"
+        view = self.variant + ("-mirror" if self.mirror else "")  # the resolution has its own field
+        return f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}"
 
     @functools.cached_property
     def _forward(self) -> Callable[[np.ndarray], np.ndarray]:

