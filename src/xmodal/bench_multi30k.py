@@ -120,13 +120,16 @@ def evaluate_matrix(
             )
 
 
-def matrix_markdown(result: MatrixResult) -> str:
+Table = tuple[list[str], list[list[str]]]  # (columns, rows of cells)
+
+
+def matrix_table(result: MatrixResult) -> Table:
     """R@1/R@5/R@10 of every ordered pair: rows are queries, columns galleries."""
     modalities = list(dict.fromkeys(q for q, _ in result.pairs))
-    return markdown_table(["query \\ gallery", *modalities], ([q, *(result.cell(q, g) for g in modalities)] for q in modalities))
+    return ["query \\ gallery", *modalities], [[q, *(result.cell(q, g) for g in modalities)] for q in modalities]
 
 
-def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
+def fused_table(result: MatrixResult, fusions: tuple[str, ...]) -> Table:
     """Fused text queries -> image, against each query modality alone (R@1/R@5/R@10)."""
     head = ["queries -> image", "alone (each)", *(f"fused: {f}" for f in fusions), "beats each alone (R@10)"]
     rows = []
@@ -135,7 +138,7 @@ def fused_markdown(result: MatrixResult, fusions: tuple[str, ...]) -> str:
         cells = ["/".join(f"{result.fused[(combo, 'image', f)][f'R@{k}']:.1f}" for k in KS) for f in fusions]
         wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
         rows.append(["+".join(combo), alone, *cells, wins])
-    return markdown_table(head, rows)
+    return head, rows
 
 
 def multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
@@ -154,7 +157,7 @@ def write_multi30k_results(
         title = multi30k_title(run, csls_k, limit)
         sections.append("\n".join([
             f"#### {title}", "", f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):", "",
-            matrix_markdown(run), "", "Fused text queries -> image:", "", fused_markdown(run, fusions), "",
+            markdown_table(*matrix_table(run)), "", "Fused text queries -> image:", "", markdown_table(*fused_table(run, fusions)), "",
         ]))
         name = f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")
         (json_dir / name).write_text(json.dumps(_matrix_json(run), indent=1))

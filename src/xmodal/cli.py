@@ -22,7 +22,7 @@ from xmodal.analysis.report import analyze as analyze_dataset
 from xmodal.align.heads import HeadAligner
 from xmodal.align.presets import ALIGNERS, DEFAULT_ALIGNER, TRAINED_ALIGNERS, make_aligner
 from xmodal.bench import TABLE_COLUMNS, BenchResult, run_flickr8k, write_results
-from xmodal.bench_multi30k import fused_markdown, matrix_markdown, multi30k_title, run_flickr8k_multi30k, write_multi30k_results
+from xmodal.bench_multi30k import fused_table, matrix_table, multi30k_title, run_flickr8k_multi30k, write_multi30k_results
 from xmodal.embeddings import embed_split
 from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
@@ -338,8 +338,8 @@ def bench_flickr8k_multi30k(
     wide = Console(width=max(console.width, 150))
     for run in runs:
         title = multi30k_title(run, csls_k, limit)
-        wide.print(_markdown_table(matrix_markdown(run), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
-        wide.print(_markdown_table(fused_markdown(run, fusions), f"{title}: fused queries -> image"))
+        wide.print(_rich_table(*matrix_table(run), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
+        wide.print(_rich_table(*fused_table(run, fusions), f"{title}: fused queries -> image"))
     write_multi30k_results(runs, json_dir, results, command.strip(), seconds, csls_k=csls_k, limit=limit, fusions=fusions)
     wide.print(f"{seconds:.1f} s in all; updated {results}")
 
@@ -376,13 +376,11 @@ def analyze(
     console.print(f"report: {out / 'report.html'} ({result.seconds['total']:.1f} s)")
 
 
-def _markdown_table(markdown: str, title: str) -> Table:
-    """A rich Table from a Markdown table (header, separator, rows)."""
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()]
+def _rich_table(columns: list[str], rows: list[list[str]], title: str) -> Table:
     table = Table(title=title)
-    for column in rows[0]:
+    for column in columns:
         table.add_column(column)
-    for row in rows[2:]:
+    for row in rows:
         table.add_row(*row)
     return table
 
