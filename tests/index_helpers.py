@@ -7,7 +7,8 @@ from pathlib import Path
 from xmodal.align import Aligner, CCAAligner
 from xmodal.data import PairedDataset
 from xmodal.embeddings import embed_split
-from xmodal.index import Index, IndexItem, items_from_dataset
+from xmodal.gallery import IndexItem, items_from_dataset
+from xmodal.index import Index
 from xmodal.store import EmbeddingStore
 
 N_TRAIN, N_GALLERY = 100, 24

@@ -11,14 +11,8 @@ import pytest
 from index_helpers import N_GALLERY, build_small_index, fit_small_aligner, gallery_items
 
 from xmodal.data import DataError
-from xmodal.index import (
-    ANN_THRESHOLD,
-    Index,
-    IndexMismatchError,
-    items_from_folder,
-    items_from_texts,
-    resolve_kind,
-)
+from xmodal.gallery import items_from_folder, items_from_texts
+from xmodal.index import ANN_THRESHOLD, Index, IndexMismatchError, resolve_kind
 from xmodal.store import EmbeddingStore
 
 

@@ -28,7 +28,8 @@ from xmodal.data import DataError, load_dataset
 from xmodal.encoders import ENCODERS, EncoderError, get_encoder
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.fusion import FUSIONS, check_fusion
-from xmodal.index import KINDS, Hit, Index, gallery_source
+from xmodal.gallery import gallery_source
+from xmodal.index import KINDS, Hit, Index
 from xmodal.store import EmbeddingStore
 
 app = typer.Typer(

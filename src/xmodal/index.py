@@ -33,11 +33,10 @@ import pyarrow.parquet as pq
 
 import xmodal
 from xmodal.align import Aligner
-from xmodal.data import DataError, PairedDataset, load_dataset
-from xmodal.data.textfiles import read_text
 from xmodal.encoders import get_encoder
 from xmodal.encoders.base import Encoder
 from xmodal.fusion import check_fusion, fuse_mean
+from xmodal.gallery import IndexItem
 from xmodal.similarity import Scorer, check_int, unit_rows
 from xmodal.store import EmbeddingStore
 
@@ -47,21 +46,11 @@ ANN_THRESHOLD = 50_000  # "auto" switches from exact search to HNSW at this many
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 384  # recall@10 0.978 on 1M vectors (benchmarks/ann.py)
 IVF_PROBE_SHARE = 8  # IVF searches 1/8 of its lists (recall@10 0.93 on 300k vectors of benchmarks/ann.py)
 RERANK_DEPTH = 100  # ANN candidates re-scored for CSLS and score fusion
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 MODALITIES = ("image", "text")
 
 
 class IndexMismatchError(ValueError):
     """The query encoders (or the file format) do not match those the index was built with."""
-
-
-@dataclass(frozen=True)
-class IndexItem:
-    """One gallery row's metadata: an image path (image galleries) and its captions."""
-
-    id: str
-    path: str | None = None
-    captions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -387,55 +376,6 @@ class Index:
             for rank, (row, score) in enumerate(zip(rows.tolist(), scores.tolist()), start=1)
             for item in [self.items[row]]
         ]
-
-
-# -- gallery sources ------------------------------------------------------------------
-def gallery_source(source: str | Path, *, data_root: str | Path | None = None, split: str | None = None) -> tuple[list[IndexItem], str]:
-    """``(items, gallery modality)`` of ``source``: a folder of images, a ``.txt`` file of
-    texts (one a line), or a dataset name / manifest (its images, with their captions)."""
-    path = Path(source)
-    if path.is_dir():
-        return items_from_folder(path), "image"
-    if path.suffix.lower() == ".txt":
-        return items_from_texts(path), "text"
-    dataset = load_dataset(str(source), data_root)
-    return items_from_dataset(dataset.split(split) if split else dataset), "image"
-
-
-def items_from_dataset(dataset: PairedDataset) -> list[IndexItem]:
-    """One item per dataset item that has an image: its path and captions."""
-    items = [
-        IndexItem(item.id, item.values["image"][0], tuple(item.values.get("text", ())))
-        for item in dataset.items
-        if item.values.get("image")
-    ]
-    if not items:
-        raise DataError(f"{dataset.name}: no item has an image")
-    return items
-
-
-def items_from_folder(folder: str | Path) -> list[IndexItem]:
-    """Every image file under ``folder`` (recursively, sorted); ids are relative paths."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return [IndexItem(p.relative_to(folder).as_posix(), str(p.resolve())) for p in files]
-
-
-def items_from_texts(file: str | Path) -> list[IndexItem]:
-    """One item per non-blank line of a UTF-8 text file; ids are ``<file stem>:<line>``."""
-    file = Path(file)
-    if not file.is_file():
-        raise DataError(f"text file not found: {file}")
-    items = [
-        IndexItem(f"{file.stem}:{line}", None, (text.strip(),))
-        for line, text in enumerate(read_text(file).splitlines(), start=1)
-        if text.strip()
-    ]
-    if not items:
-        raise DataError(f"{file}: no texts (one per line)")
-    return items
 
 
 def _append(existing: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 import xmodal
 from xmodal.data import load_image
-from xmodal.index import Hit, Index, IndexItem
+from xmodal.gallery import IndexItem
+from xmodal.index import Hit, Index
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 THUMBNAIL_PIXELS = 256
