@@ -56,6 +56,10 @@ class _MLPScore(nn.Module):
         h = self.query(q) + self.gallery(g) + self.product(q * g) + self.difference((q - g).abs())
         return self.out(F.relu(h)).squeeze(-1)
 
+    def matrix(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Scores of every query row (n, d) against every gallery row (m, d): (n, m)."""
+        return self(q[:, None, :], g[None, :, :])
+
 
 class _BilinearScore(nn.Module):
     def __init__(self, dim_query: int, dim_gallery: int, rank: int):
@@ -267,9 +271,5 @@ class LearnedScorer:
         with torch.no_grad():
             for start in range(0, self.shape[0], self.chunk_size):
                 rows = slice(start, min(start + self.chunk_size, self.shape[0]))
-                q = self._queries[rows]
-                if isinstance(self._module, _BilinearScore):
-                    scores = self._module.matrix(q, self._gallery)
-                else:
-                    scores = self._module(q[:, None, :], self._gallery[None, :, :])
+                scores = self._module.matrix(self._queries[rows], self._gallery)
                 yield rows, scores.numpy().astype(np.float32, copy=False)

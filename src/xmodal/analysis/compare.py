@@ -25,17 +25,18 @@ HUB_K = 10
 EXACT_SAMPLES = 1000
 
 
-def gap_row(space: SplitEmbeddings, seed: int = 0) -> dict[str, float]:
+def gap_row(space: SplitEmbeddings, seed: int = 0, known_ranks: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Every geometry measure of one space, on L2-normalised rows (cosine geometry):
     centroid gap and the W2 variants between all text and all image rows (exact W2 on the
     first caption of each of at most 1,000 items against their images), CKA and alignment
     over every (caption, image) pair, uniformity per modality, hubness of the top-10 lists
-    in both directions, and cosine R@10."""
+    in both directions, and cosine R@10 (from ``known_ranks``, :func:`cosine_ranks` of ``space``,
+    when the caller already has them)."""
     text, image = unit_rows(space.text), unit_rows(space.image)
     t_rows, i_rows = space.pair_rows()
     first_t, first_i = space.pair_rows(first_only=True)
     scores = text @ image.T
-    recall = _both_ways(scores, space)
+    recall = _recall(known_ranks or ranks_both_ways(scores, space))
     t2i_hubs, i2t_hubs = hubness(_top(scores, HUB_K), len(image)), hubness(_top(scores.T, HUB_K), len(text))
     return {
         "centroid gap": centroid_gap(text, image),
@@ -94,21 +95,22 @@ def similarity_rows(
     fixed similarities need one space (not the unaligned one across dimensions), the learned
     ones (``"mlp"``, ``"bilinear"``) are fitted on ``train`` mapped into the space (early
     stopping on ``dev``); the MLP needs equal dimensions, the bilinear form does not."""
+    unknown = [name for name in learned if name not in LEARNED]
+    if unknown:
+        raise ValueError(f"unknown learned similarity {unknown[0]!r}; choose from {', '.join(LEARNED)}")
     rows = []
     for space in spaces:
         mapped_test = _mapped(space, test)
         same_dim = mapped_test.text.shape[1] == mapped_test.image.shape[1]
         for metric in similarities if same_dim else ():
             scores = pairwise(mapped_test.text, mapped_test.image, metric)
-            rows.append({"space": space.name, "similarity": metric, **_both_ways(scores, test)})
+            rows.append({"space": space.name, "similarity": metric, **_recall(ranks_both_ways(scores, test))})
         for name in learned:
-            if name not in LEARNED:
-                raise ValueError(f"unknown learned similarity {name!r}; choose from {', '.join(LEARNED)}")
             if name == "mlp" and not same_dim:
                 continue
             model = _fit_learned(LEARNED[name](seed=seed), _mapped(space, train), None if dev is None else _mapped(space, dev))
             scores = np.concatenate([s for _, s in model.scorer(mapped_test.text, mapped_test.image).chunks()])
-            rows.append({"space": space.name, "similarity": f"learned {name}", **_both_ways(scores, test)})
+            rows.append({"space": space.name, "similarity": f"learned {name}", **_recall(ranks_both_ways(scores, test))})
     return rows
 
 
@@ -125,9 +127,9 @@ def cosine_ranks(split: SplitEmbeddings) -> dict[str, np.ndarray]:
     return ranks_both_ways(unit_rows(split.text) @ unit_rows(split.image).T, split)
 
 
-def _both_ways(scores: np.ndarray, split: SplitEmbeddings) -> dict[str, float]:
+def _recall(ranks_by_direction: dict[str, np.ndarray]) -> dict[str, float]:
     """Recall metrics of both directions, keys prefixed ``t2i/`` and ``i2t/``."""
-    return {f"{d}/{k}": v for d, r in ranks_both_ways(scores, split).items() for k, v in recall_metrics(r).items()}
+    return {f"{d}/{k}": v for d, r in ranks_by_direction.items() for k, v in recall_metrics(r).items()}
 
 
 def _mapped(space: FittedSpace, split: SplitEmbeddings) -> SplitEmbeddings:

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from xmodal.analysis.compare import GAP_COLUMNS, cosine_ranks, gap_correlations, gap_row, similarity_rows
 from xmodal.analysis.plots import projection_figure, recall_curves, similarity_histograms
 from xmodal.analysis.spaces import UNALIGNED, fit_spaces
+from xmodal.bench import first_items
 from xmodal.data import PairedDataset
-from xmodal.data.images import load_image
+from xmodal.data.images import jpeg_thumbnail
 from xmodal.embeddings import SplitEmbeddings, embed_split
 from xmodal.retrieval import topk
 from xmodal.similarity import Scorer, unit_rows
@@ -63,17 +62,17 @@ def analyze(
     into ``out_dir``. ``limit`` keeps the first items of each split (a quick look)."""
     out = Path(out_dir)
     started = time.perf_counter()
-    splits = {name: dataset.split(name) if limit is None else dataset.split(name).subset(limit) for name in dict.fromkeys(("train", "dev", split))}
+    splits = {name: first_items(dataset.split(name), limit) for name in dict.fromkeys(("train", "dev", split))}
     emb = {name: embed_split(d, store, text_encoder, image_encoder, backend=backend, progress=progress) for name, d in splits.items()}
     seconds = {"encode": time.perf_counter() - started}
 
     tick = time.perf_counter()
     spaces = fit_spaces(aligners, emb["train"], emb["dev"])
     mapped = {space.name: space.apply(emb[split]) for space in spaces}
-    gaps = {name: gap_row(m, seed=seed) for name, m in mapped.items()}
+    rank_sets = {name: cosine_ranks(m) for name, m in mapped.items()}
+    gaps = {name: gap_row(m, seed=seed, known_ranks=rank_sets[name]) for name, m in mapped.items()}
     correlations = gap_correlations({n: r for n, r in gaps.items() if n != UNALIGNED})
     similarities = similarity_rows(spaces, emb["train"], emb[split], emb["dev"], learned=learned, seed=seed)
-    rank_sets = {name: cosine_ranks(m) for name, m in mapped.items()}
     seconds["measure"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -118,9 +117,7 @@ def _thumbnail(path: str, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (Path(path).stem + ".jpg")
     if not target.is_file():
-        image = load_image(path)
-        image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.BICUBIC)
-        image.save(target, quality=85)
+        target.write_bytes(jpeg_thumbnail(path, THUMBNAIL))
     return f"{folder.name}/{target.name}"
 
 

@@ -5,6 +5,7 @@ Truncated files are errors: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is deliberately 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,15 @@ def load_image(path: str | Path) -> Image.Image:
     with _reading(path), Image.open(path) as image:
         image.load()
         return image.convert("RGB")
+
+
+def jpeg_thumbnail(path: str | Path, size: int, quality: int = 85) -> bytes:
+    """JPEG bytes of the image at ``path`` shrunk to fit ``size`` x ``size`` (aspect kept)."""
+    image = load_image(path)
+    image.thumbnail((size, size), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def check_image(path: str | Path) -> None:

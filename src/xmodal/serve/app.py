@@ -8,7 +8,6 @@ unknown item, 413 for an upload over :data:`MAX_UPLOAD_BYTES`, 422 for a malform
 from __future__ import annotations
 
 import functools
-import io
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 import xmodal
-from xmodal.data import load_image
+from xmodal.data.images import jpeg_thumbnail
 from xmodal.gallery import IndexItem
 from xmodal.index import Hit, Index
 
@@ -159,11 +158,7 @@ def _thumbnail_url(index: Index, item_id: str) -> str | None:
 
 @functools.lru_cache(maxsize=2048)
 def _thumbnail(path: str) -> bytes:
-    image = load_image(path)
-    image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    return jpeg_thumbnail(path, THUMBNAIL_PIXELS)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
