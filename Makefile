@@ -4,12 +4,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k finetune test test-fast speed serve clean
+.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k check finetune test test-fast speed serve clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,dev]'
 	touch $@
 
 bench: $(STAMP)
@@ -33,8 +33,9 @@ HEADS := cca-256-weighted head-linear head-mlp head-gmlp head-linear-cca head-ml
 bench-heads: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k $(foreach a,$(HEADS),--aligner $(a))
 
-# LiT: tune the last 4 of minilm's 6 layers against locked efficientnet-lite0 (once; saved as minilm-lit).
-LIT_MODEL := $(or $(XMODAL_CACHE),.cache/xmodal)/models/minilm-lit/xmodal-finetune.json
+# LiT: tune the last 4 of minilm's 6 layers against locked efficientnet-lite0 (once; saved as minilm-lit
+# in the models folder, which `make clean` keeps).
+LIT_MODEL := $(or $(XMODAL_MODELS),.xmodal/models)/minilm-lit/xmodal-finetune.json
 $(LIT_MODEL): $(STAMP)
 	$(VENV)/bin/xmodal finetune flickr8k --name minilm-lit
 finetune: $(LIT_MODEL)
@@ -61,26 +62,34 @@ analyze: $(STAMP)
 bench-geometry: $(STAMP)
 	$(PY) benchmarks/geometry.py
 
+# Lint, format and types (what CI runs before the tests; also the pre-commit hooks).
+check: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# No model weights, no datasets: the tests that need them are marked `weights` / `data`.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not data and not weights"
 
 speed: $(STAMP)
 	$(PY) benchmarks/speed.py
 
 # The search service on the Flickr8k test images: cca-256-weighted fitted on train (built once).
-SERVE_DIR     := $(or $(XMODAL_CACHE),.cache/xmodal)/serve
-SERVE_ALIGNER := $(SERVE_DIR)/flickr8k-train_cca-256-weighted.npz
+SERVE_DIR     := .xmodal/serve
+SERVE_MODEL   := $(SERVE_DIR)/flickr8k-train_cca-256-weighted.npz
 SERVE_INDEX   := $(SERVE_DIR)/flickr8k-test
 PORT          ?= 8000
-$(SERVE_ALIGNER): $(STAMP)
+$(SERVE_MODEL): $(STAMP)
 	$(VENV)/bin/xmodal fit flickr8k --split train --aligner cca-256-weighted --out $@
-$(SERVE_INDEX)/manifest.json: $(SERVE_ALIGNER)
-	$(VENV)/bin/xmodal index build flickr8k --split test --aligner $< --out $(SERVE_INDEX)
+$(SERVE_INDEX)/manifest.json: $(SERVE_MODEL)
+	$(VENV)/bin/xmodal index build flickr8k --split test --model $< --out $(SERVE_INDEX)
 serve: $(SERVE_INDEX)/manifest.json
 	$(VENV)/bin/xmodal serve $(SERVE_INDEX) --port $(PORT)
 
+# Embeddings and tool caches only: tuned models and the serve index (.xmodal/) stay.
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import sys
-import resource
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from xmodal.bench import machine_description, replace_section, script_section
-from xmodal.markdown import markdown_table
-from xmodal.index import (
+from xmodal.bench.results import machine_description, markdown_table, replace_section, script_section
+from xmodal.search.storage import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     IVF_PROBE_SHARE,

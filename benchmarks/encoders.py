@@ -15,8 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from xmodal.markdown import markdown_table
-from xmodal.bench import replace_section, run_flickr8k, script_section
+from xmodal.bench.pairs import run_flickr8k
+from xmodal.bench.results import markdown_table, replace_section, script_section
 
 COMBINATIONS = [
     ("minilm", "efficientnet-lite0"),

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from xmodal.analysis.compare import GAP_COLUMNS, gap_correlations, gap_row, similarity_rows
 from xmodal.analysis.spaces import UNALIGNED, fit_spaces
-from xmodal.bench import replace_section, script_section
+from xmodal.bench.results import markdown_table, replace_section, script_section
 from xmodal.data import load_flickr8k
-from xmodal.embeddings import embed_split
-from xmodal.markdown import markdown_table
-from xmodal.similarity import SIMILARITIES
-from xmodal.store import EmbeddingStore
+from xmodal.model import TrainingSet
+from xmodal.retrieval import SIMILARITIES
+from xmodal.store import EmbeddingStore, embed_split
 
 ALIGNERS = [
     "lstsq-t2i", "lstsq-i2t", "procrustes-t2i", "procrustes-i2t", "procrustes-pca256",
@@ -64,7 +63,7 @@ def main() -> None:
     started = time.perf_counter()
     store, dataset = EmbeddingStore(args.cache), load_flickr8k(args.data)
     emb = {s: embed_split(dataset.split(s), store, args.text_encoder, args.image_encoder) for s in ("train", "dev", "test")}
-    spaces = fit_spaces(args.aligners or ALIGNERS, emb["train"], emb["dev"])
+    spaces = fit_spaces(args.aligners or ALIGNERS, TrainingSet.from_pairs(emb["train"], emb["dev"]))
     gaps = {space.name: gap_row(space.apply(emb["test"])) for space in spaces}
     correlations = gap_correlations({n: r for n, r in gaps.items() if n != UNALIGNED})
     learned = args.learned if args.learned is not None else ["mlp", "bilinear"]

@@ -27,10 +27,9 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
-from xmodal.bench import machine_description, replace_section, script_section
-from xmodal.markdown import markdown_table
+from xmodal.bench.results import machine_description, markdown_table, replace_section, script_section
 
-DEFAULT_INDEX = Path(".cache/xmodal/serve/flickr8k-test")
+DEFAULT_INDEX = Path(".xmodal/serve/flickr8k-test")
 
 
 def free_port() -> int:
@@ -78,7 +77,7 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index directory (default: the one `make serve` builds)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--queries", type=int, default=50, help="queries per client")
-    parser.add_argument("--cache", type=Path, help="cache folder of the server (--cache of xmodal serve)")
+    parser.add_argument("--models", type=Path, help="models folder of the server (--models of xmodal serve)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="its section is replaced")
     args = parser.parse_args()
     if not (args.index / "manifest.json").is_file():
@@ -93,7 +92,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "xmodal.cli", "serve", str(args.index), "--port", str(port)]
-    server = subprocess.Popen(command + (["--cache", str(args.cache)] if args.cache else []))
+    server = subprocess.Popen(command + (["--models", str(args.models)] if args.models else []))
     try:
         wait_until_up(url, server)
         for q in captions[:5]:

@@ -49,16 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from xmodal.align import IdentityAligner
-from xmodal.align.base import Aligner
+from xmodal.align import Aligner
 from xmodal.align.presets import ALIGNERS
-from xmodal.bench import machine_description, replace_section
-from xmodal.embeddings import SplitEmbeddings, embed_split
+from xmodal.bench.results import machine_description, replace_section
 from xmodal.data import PairedDataset, load_flickr8k, load_image
 from xmodal.encoders import get_encoder
 from xmodal.encoders.image import RESOLUTION, preprocess
 from xmodal.evaluate import evaluate_bidirectional
-from xmodal.store import EmbeddingStore
+from xmodal.store import EmbeddingStore, SplitEmbeddings, embed_split
 
 TEXT_ENCODER = "minilm"
 IMAGE_ENCODER = "efficientnet-lite0"
@@ -97,9 +95,9 @@ def warm_page_cache(paths: Sequence[str]) -> None:
         Path(path).read_bytes()
 
 
-def encode_throughput(paths: list[str], backend: str, batch_size: int, cache: Path) -> tuple[np.ndarray, float]:
+def encode_throughput(paths: list[str], backend: str, batch_size: int, models: Path | None) -> tuple[np.ndarray, float]:
     """Embeddings of ``paths`` and the seconds they took, after one warm-up batch."""
-    encoder = get_encoder(IMAGE_ENCODER, backend=backend, cache_dir=cache)
+    encoder = get_encoder(IMAGE_ENCODER, backend=backend, models_dir=models)
     encoder.encode(paths[:batch_size], batch_size=batch_size)
     return timed(lambda: encoder.encode(paths, batch_size=batch_size))
 
@@ -114,12 +112,12 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def measure_encoding(test: PairedDataset, n_images: int, batch_size: int, cache: Path) -> EncodeResult:
+def measure_encoding(test: PairedDataset, n_images: int, batch_size: int, models: Path | None) -> EncodeResult:
     paths = test.flatten("image").values[:n_images]
     warm_page_cache(paths)
     outputs, seconds = {}, {}
     for backend in ("torch", "onnx"):
-        outputs[backend], seconds[backend] = encode_throughput(paths, backend, batch_size, cache)
+        outputs[backend], seconds[backend] = encode_throughput(paths, backend, batch_size, models)
     seconds["preprocess only"] = preprocess_seconds(paths, RESOLUTION[IMAGE_ENCODER])
     cosines = row_cosines(outputs["torch"], outputs["onnx"])
     per_s = {name: len(paths) / s for name, s in seconds.items()}
@@ -179,10 +177,10 @@ def fit_aligners(pairs: dict[str, np.ndarray]) -> tuple[dict[str, float], list[s
     seconds, skipped, fitted = {}, [], {}
     for name, factory in ALIGNERS.items():
         aligner = factory()
-        if isinstance(aligner, IdentityAligner) and pairs["text"].shape[1] != pairs["image"].shape[1]:
+        if not aligner.accepts({m: x.shape[1] for m, x in pairs.items()}):
             skipped.append(name)
             continue
-        fitted[name], seconds[name] = timed(lambda: aligner.fit(pairs))
+        fitted[name], seconds[name] = timed(lambda aligner=aligner: aligner.fit(pairs))
     return seconds, skipped, fitted
 
 
@@ -453,7 +451,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=512, help="test images to encode per backend")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", type=Path, default=None, help="data root that contains flickr8k/")
-    p.add_argument("--cache", type=Path, default=None, help="xmodal cache directory")
+    p.add_argument("--cache", type=Path, default=None, help="xmodal embedding cache directory")
+    p.add_argument("--models", type=Path, default=None, help="xmodal models directory (ONNX exports)")
     p.add_argument("--pairs", type=int, default=0, help="use only the first N train pairs (0: all)")
     p.add_argument("--cca-max-iter", type=int, default=500, help="scikit-learn CCA max_iter")
     p.add_argument(
@@ -479,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if "encode" in args.parts:
         print(f"[1/3] encoding {args.images} test images with {IMAGE_ENCODER} (torch, onnx)...", flush=True)
-        results["encode"] = measure_encoding(dataset.split("test"), args.images, args.batch_size, store.root)
+        results["encode"] = measure_encoding(dataset.split("test"), args.images, args.batch_size, args.models)
 
     aligner = None
     if "fit" in args.parts or "eval" in args.parts:

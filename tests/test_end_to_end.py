@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from xmodal.align import Aligner, CCAAligner, ProcrustesAligner
-from xmodal.embeddings import embed_split
 from xmodal.evaluate import evaluate_bidirectional
-from xmodal.store import EmbeddingStore
+from xmodal.store import EmbeddingStore, embed_split
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.data, pytest.mark.weights]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval, ranks, recall_metrics
-from xmodal.similarity import Scorer, pairwise
+from xmodal.retrieval import Scorer, pairwise
 
 # 3 queries x 4 gallery items; query i is relevant to the gallery item with the same label.
 SCORES_3x4 = np.array(

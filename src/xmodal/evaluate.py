@@ -20,8 +20,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from xmodal.fusion import SumScorer, fused_scorer
-from xmodal.similarity import Scorer, default_chunk_size
+from xmodal.core.config import DEFAULT_METRIC
+from xmodal.retrieval.fusion import fused_scorer
+from xmodal.retrieval.similarity import Scores, default_chunk_size
 
 
 class _DenseScores:
@@ -41,15 +42,13 @@ class _DenseScores:
             yield rows, self._scores[rows]
 
 
-def ranks(
-    scorer: Scorer | SumScorer | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray
-) -> np.ndarray:
+def ranks(scorer: Scores | np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
     """1-based int64 rank of each query's best relevant gallery item (pessimistic on ties).
 
     ``scorer`` is a dense score matrix or any lazy one with ``shape`` and ``chunks()``
-    (:class:`~xmodal.similarity.Scorer`, :class:`~xmodal.fusion.SumScorer`, a learned scorer).
+    (:class:`~xmodal.retrieval.Scorer`, a fused or a learned scorer).
     """
-    source = scorer if hasattr(scorer, "chunks") else _DenseScores(scorer)
+    source: Scores = scorer if hasattr(scorer, "chunks") else _DenseScores(np.asarray(scorer))
     n_queries, n_gallery = source.shape
     q_labels = _check_labels(query_labels, "query_labels", n_queries, "queries")
     g_labels = _check_labels(gallery_labels, "gallery_labels", n_gallery, "gallery items")
@@ -92,7 +91,7 @@ def evaluate_retrieval(
     query_labels: np.ndarray,
     gallery_labels: np.ndarray,
     *,
-    metric: str = "cosine",
+    metric: str = DEFAULT_METRIC,
     csls_k: int = 0,
     ks: Sequence[int] = (1, 5, 10),
     prefix: str = "",
@@ -101,7 +100,7 @@ def evaluate_retrieval(
     """Recall metrics of ``queries`` retrieving from ``gallery``, keys prefixed by ``prefix``.
 
     ``queries`` may be a list of row-paired arrays (one per query modality), fused as
-    ``fusion`` says (see :mod:`xmodal.fusion`).
+    ``fusion`` says (see :mod:`xmodal.retrieval.fusion`).
     """
     scorer = fused_scorer(queries, gallery, fusion=fusion, metric=metric, csls_k=csls_k)
     metrics = recall_metrics(ranks(scorer, query_labels, gallery_labels), ks)
@@ -114,15 +113,14 @@ def evaluate_bidirectional(
     text_labels: np.ndarray,
     image_labels: np.ndarray,
     *,
-    metric: str = "cosine",
+    metric: str = DEFAULT_METRIC,
     csls_k: int = 0,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
     """Text->image metrics under ``"t2i/"`` and image->text metrics under ``"i2t/"``."""
-    options = {"metric": metric, "csls_k": csls_k, "ks": ks}
     return {
-        **evaluate_retrieval(text, image, text_labels, image_labels, prefix="t2i/", **options),
-        **evaluate_retrieval(image, text, image_labels, text_labels, prefix="i2t/", **options),
+        **evaluate_retrieval(text, image, text_labels, image_labels, prefix="t2i/", metric=metric, csls_k=csls_k, ks=ks),
+        **evaluate_retrieval(image, text, image_labels, text_labels, prefix="i2t/", metric=metric, csls_k=csls_k, ks=ks),
     }
 
 

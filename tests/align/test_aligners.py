@@ -247,7 +247,7 @@ def test_save_load_round_trip(tmp_path, index):
 def test_load_rejects_non_aligner_npz(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, weights=np.zeros(3))
-    with pytest.raises(ValueError, match="not an xmodal aligner file"):
+    with pytest.raises(ValueError, match="is not an xmodal file"):
         Aligner.load(path)
 
 
@@ -255,12 +255,12 @@ def test_load_rejects_unknown_class(tmp_path):
     path = tmp_path / "unknown.npz"
     header = {"class": "NoSuchAligner", "params": {}, "modalities": ["a", "b"], "dims": {}}
     np.savez(path, header=np.array(json.dumps(header)))
-    with pytest.raises(ValueError, match="unknown aligner class 'NoSuchAligner'"):
+    with pytest.raises(ValueError, match="unknown class 'NoSuchAligner'"):
         Aligner.load(path)
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="aligner file not found"):
+    with pytest.raises(FileNotFoundError, match="file not found"):
         Aligner.load(tmp_path / "missing.npz")
 
 
@@ -390,8 +390,8 @@ def test_negative_ridge_raises():
 def test_fit_is_deterministic(make):
     data = _random_pair(n=120)
     first, second = make().fit(data), make().fit(data)
-    for name, value in first._state().items():
-        other = second._state()[name]
+    for name, value in first._learned().items():
+        other = second._learned()[name]
         if isinstance(value, dict):
             assert value.keys() == other.keys()
             for key in value:
@@ -441,3 +441,52 @@ def test_make_aligner_unknown_name_lists_known_names():
         make_aligner("nope")
     for name in ALIGNERS:
         assert name in str(info.value)
+
+
+def test_presets_cover_every_head_and_objective():
+    from xmodal.align.heads import HEADS, OBJECTIVES
+    from xmodal.align.presets import HEAD_KINDS, TRAINED_ALIGNERS
+
+    assert HEAD_KINDS == HEADS
+    made = [make_aligner(name) for name in TRAINED_ALIGNERS]
+    assert {(a.head, a.objective, a.init) for a in made} == {(h, o, i) for h in HEADS for o in OBJECTIVES for i in ("random", "cca")}
+
+
+# --- one fit signature for every aligner ---------------------------------------------------
+
+
+def test_closed_form_fit_takes_the_training_arguments_and_solves_on_complete_rows():
+    """groups, validation and views are accepted (and checked) but change nothing for a
+    closed-form solution; ``present`` keeps the rows that have every modality."""
+    data = _random_pair(n=60)
+    plain = CCAAligner(n_components=4).fit(data)
+    same = CCAAligner(n_components=4).fit(
+        data, groups=np.arange(60) // 3, validation={m: x[:5] for m, x in data.items()}, views=[data]
+    )
+    for m, x in data.items():
+        np.testing.assert_array_equal(same.transform(x, m), plain.transform(x, m))
+    present = {"text": np.arange(60) % 4 != 0}
+    masked = CCAAligner(n_components=4).fit(data, present=present)
+    complete = CCAAligner(n_components=4).fit({m: x[present["text"]] for m, x in data.items()})
+    np.testing.assert_allclose(masked.transform(data["text"], "text"), complete.transform(data["text"], "text"), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"groups": np.zeros(3)}, r"groups must have one entry per row \(60\)"),
+        ({"validation": {"text": np.zeros((2, 8))}}, r"validation modalities \['text'\] differ"),
+        ({"validation": {"text": np.zeros((2, 8)), "image": np.zeros((2, 7))}}, "validation image embeddings have dimension 7, expected 12"),
+        ({"views": [{"text": np.zeros((59, 8)), "image": np.zeros((59, 12))}]}, r"view 1 embeddings must be row-paired \(60, as the training rows\)"),
+        ({"present": {"audio": np.ones(60, bool)}}, "present names modalities that were not given"),
+    ],
+)
+def test_training_arguments_are_checked_for_every_aligner(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CCAAligner(n_components=4).fit(_random_pair(n=60), **kwargs)
+
+
+def test_identity_accepts_only_equal_dimensions():
+    assert IdentityAligner().accepts({"text": 8, "image": 8})
+    assert not IdentityAligner().accepts({"text": 8, "image": 12})
+    assert CCAAligner().accepts({"text": 8, "image": 12})

@@ -37,7 +37,7 @@ def test_heads_overfit_a_planted_dataset(head, objective):
     labels = np.arange(64)
     aligner = HeadAligner(head=head, objective=objective, dim=16, hidden=64, tokens=4, width=8,
                           epochs=300, batch_size=64, lr=3e-3, weight_decay=0.0, dropout=0.0,
-                          patience=300, negative_target=-0.2)
+                          patience=300, negative_target=-0.2, validation_fraction=0.0)
     aligner.fit(data)
     text, image = aligner.transform(data["text"], "text"), aligner.transform(data["image"], "image")
     assert text.shape == image.shape == (64, 16)
@@ -59,7 +59,7 @@ def test_same_seed_same_numbers_and_save_load(tmp_path):
 
 def test_cca_init_starts_at_the_cca_solution():
     data = planted(n=200)
-    head = HeadAligner(head="mlp", init="cca", dim=8, hidden=16, epochs=0).fit(data)
+    head = HeadAligner(head="mlp", init="cca", dim=8, hidden=16, epochs=0, validation_fraction=0.0).fit(data)
     cca = CCAAligner(n_components=8, reg=1.0, weight_power=0.5).fit(data)
     for m, x in data.items():
         expected = cca.transform(x, m)
@@ -86,6 +86,7 @@ def test_groups_keep_one_row_per_group_per_batch_and_validation_stops_early():
         ({"init": "magic"}, {}, "unknown init 'magic'"),
         ({}, {"groups": np.zeros(3)}, r"groups must have one entry per row \(64\)"),
         ({}, {"validation": {"text": np.zeros((2, 24))}}, "validation modalities"),
+        ({"temperature": 0.0}, {}, r"temperature must be in \(0, 1\]"),
     ],
 )
 def test_bad_settings_are_named(kwargs, fit_kwargs, message):
@@ -101,7 +102,7 @@ def test_absent_modality_values_are_ignored_and_three_modalities_align():
     present = {"audio": np.arange(96) % 3 != 0}  # a third of the items miss audio
     noisy = {**data, "audio": np.where(present["audio"][:, None], data["audio"], rng.normal(size=(96, 12)) * 50)}
     make = lambda d: HeadAligner(dim=16, epochs=150, batch_size=96, lr=3e-3, weight_decay=0.0,  # noqa: E731
-                                 dropout=0.0, patience=150).fit(d, present=present)
+                                 dropout=0.0, patience=150, validation_fraction=0.0).fit(d, present=present)
     clean, dirty = make(data), make(noisy)
     np.testing.assert_allclose(clean.transform(data["audio"], "audio"), dirty.transform(data["audio"], "audio"), atol=1e-5)
     labels = np.arange(96)
@@ -118,3 +119,30 @@ def test_present_must_be_one_bool_per_row():
         HeadAligner(epochs=1).fit(data, present={"image": np.ones(19, bool)})
     with pytest.raises(ValueError, match="modalities that were not given"):
         HeadAligner(epochs=1).fit(data, present={"audio": np.ones(20, bool)})
+
+
+def test_without_validation_a_seeded_share_of_groups_is_held_out():
+    """No validation given: 10 % of the groups stop training early, the same ones for one seed;
+    with ``validation_fraction=0`` the training loss is monitored instead."""
+    data = planted(n=80, seed=2)
+    groups = np.repeat(np.arange(40), 2)
+    fit = lambda **kw: HeadAligner(dim=8, epochs=40, patience=2, batch_size=20, lr=0.05, **kw).fit(data, groups=groups)  # noqa: E731
+    first, again = fit(), fit()
+    np.testing.assert_array_equal(first.loss_history_, again.loss_history_)
+    assert len(first.loss_history_) < 40  # stopped early on the held-out groups
+    other_seed = fit(seed=1)
+    assert not np.array_equal(first.loss_history_, other_seed.loss_history_)
+    unmonitored = fit(validation_fraction=0.0)
+    assert not np.array_equal(first.loss_history_[:3], unmonitored.loss_history_[:3])
+
+
+def test_views_join_the_groups_of_their_rows():
+    """A view of every row (here: the rows themselves) trains as more rows of the same groups:
+    fitting on [data, view] with views equals fitting on the concatenation with repeated groups."""
+    data = planted(n=40, seed=4)
+    view = {m: x + 0.01 for m, x in data.items()}
+    groups = np.arange(40)
+    make = lambda: HeadAligner(dim=8, epochs=5, batch_size=16, validation_fraction=0.0)  # noqa: E731
+    with_views = make().fit(data, groups=groups, views=[view])
+    stacked = make().fit({m: np.concatenate([data[m], view[m]]) for m in data}, groups=np.tile(groups, 2))
+    np.testing.assert_array_equal(with_views.transform(data["text"], "text"), stacked.transform(data["text"], "text"))

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from xmodal.analysis.compare import GAP_COLUMNS, similarity_rows
 from xmodal.analysis.spaces import UNALIGNED, fit_spaces, zero_pad
 from xmodal.cli import app
-from xmodal.embeddings import embed_split
-from xmodal.store import EmbeddingStore
+from xmodal.model import TrainingSet
+from xmodal.store import EmbeddingStore, embed_split
 
 ALIGNERS = ["procrustes-t2i", "cca-128-weighted"]
 
@@ -30,7 +30,8 @@ def report(data_root, cache_dir, tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_every_figure_is_a_valid_png(report):
     figures = sorted((report / "figures").glob("*"))
     assert {p.name for p in figures} == {"projections.png", "similarity_histograms.png", "recall_at_k.png"}
@@ -41,7 +42,8 @@ def test_every_figure_is_a_valid_png(report):
             image.verify()
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_every_table_and_the_gallery_are_in_the_html(report):
     page = (report / "report.html").read_text()
     for table in ("gaps", "correlations", "similarities"):
@@ -59,7 +61,8 @@ def test_every_table_and_the_gallery_are_in_the_html(report):
     assert all((report / "thumbs" / name).stat().st_size > 0 for name in thumbs)
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_analysis_json_holds_the_measures(report):
     analysis = json.loads((report / "analysis.json").read_text())
     assert list(analysis["gaps"]) == [UNALIGNED, *ALIGNERS]
@@ -79,11 +82,12 @@ def test_zero_pad_keeps_coordinates():
     np.testing.assert_array_equal(text[:, :3], 1.0)
 
 
-@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.weights
 def test_similarity_rows_skip_what_dimensions_forbid(flickr8k, cache_dir):
     store = EmbeddingStore(cache_dir)
     train, test = (embed_split(flickr8k.split(s).subset(40), store, "minilm", "efficientnet-lite0", progress=False) for s in ("train", "test"))
-    spaces = fit_spaces(["procrustes-t2i"], train)
+    spaces = fit_spaces(["procrustes-t2i"], TrainingSet.from_pairs(train))
     rows = similarity_rows(spaces, train, test, learned=["mlp", "bilinear"])
     got = {(r["space"], r["similarity"]) for r in rows}
     # Unaligned: 384-d text vs 1280-d images, only the bilinear form compares them.
@@ -92,3 +96,18 @@ def test_similarity_rows_skip_what_dimensions_forbid(flickr8k, cache_dir):
     }
     with pytest.raises(ValueError, match="unknown learned similarity 'svm'"):
         similarity_rows(spaces, train, test, learned=["svm"])
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_analyze_measures_a_fitted_model_with_its_encoders(small_model, data_root, cache_dir, tmp_path):
+    model_file = small_model.save(tmp_path / "small.npz")
+    args = ["analyze", "flickr8k", "--out", str(tmp_path / "report"), "--limit", "30", "--failures", "1",
+            "--model", str(model_file), "--data", str(data_root), "--cache", str(cache_dir)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "report" / "analysis.json").read_text())
+    assert list(analysis["gaps"]) == [UNALIGNED, "model small"]
+    assert analysis["gaps"]["model small"]["mean R@10"] > analysis["gaps"][UNALIGNED]["mean R@10"]
+    refused = CliRunner().invoke(app, [*args, "--text-encoder", "mpnet"])
+    assert refused.exit_code == 2 and "text encoder 'mpnet' was asked for" in " ".join(refused.output.split())

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from xmodal.data import DataError, Item, PairedDataset, load_dataset
-
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def toy() -> PairedDataset:
@@ -68,9 +64,9 @@ def test_load_dataset_reads_a_manifest(tmp_path):
     assert load_dataset(str(manifest)).items == [Item("x", "train", {"text": ("A caption .",)})]
 
 
-@pytest.mark.skipif(not (DATA_ROOT / "flickr8k").is_dir(), reason=f"Flickr8k not under {DATA_ROOT}")
-def test_load_dataset_flickr8k():
-    assert len(load_dataset("flickr8k", DATA_ROOT)) == 8000
+@pytest.mark.data
+def test_load_dataset_flickr8k(data_root):
+    assert len(load_dataset("flickr8k", data_root)) == 8000
 
 
 def test_load_dataset_flickr8k_missing_root(tmp_path):

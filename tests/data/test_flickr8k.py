@@ -11,18 +11,8 @@ import pytest
 
 from xmodal.data import DataError, default_data_root, load_flickr8k
 
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_flickr8k = pytest.mark.skipif(
-    not (DATA_ROOT / "flickr8k").is_dir(), reason=f"real Flickr8k not found under {DATA_ROOT}"
-)
 
-
-@pytest.fixture(scope="module")
-def flickr8k():
-    return load_flickr8k(DATA_ROOT)
-
-
-@needs_flickr8k
+@pytest.mark.data
 def test_official_split_sizes(flickr8k):
     assert len(flickr8k) == 8000
     assert flickr8k.splits == ("train", "dev", "test")
@@ -30,7 +20,7 @@ def test_official_split_sizes(flickr8k):
     assert flickr8k.modalities == ("image", "text")
 
 
-@needs_flickr8k
+@pytest.mark.data
 def test_every_item_has_one_existing_image_and_five_captions(flickr8k):
     for item in flickr8k.items:
         (image,) = item.values["image"]
@@ -39,7 +29,7 @@ def test_every_item_has_one_existing_image_and_five_captions(flickr8k):
         assert all(caption and caption == caption.strip() for caption in item.values["text"])
 
 
-@needs_flickr8k
+@pytest.mark.data
 def test_known_captions_in_file_order(flickr8k):
     item = next(i for i in flickr8k.items if i.id == "1012212859_01547e3f17.jpg")
     assert item.split == "train"
@@ -52,9 +42,9 @@ def test_known_captions_in_file_order(flickr8k):
     )
 
 
-@needs_flickr8k
-def test_order_follows_split_files_and_is_deterministic(flickr8k):
-    base = DATA_ROOT / "flickr8k"
+@pytest.mark.data
+def test_order_follows_split_files_and_is_deterministic(flickr8k, data_root):
+    base = data_root / "flickr8k"
     expected = [
         name
         for split in ("train", "dev", "test")
@@ -63,26 +53,26 @@ def test_order_follows_split_files_and_is_deterministic(flickr8k):
     assert [item.id for item in flickr8k.items] == expected
     assert flickr8k.items[0].id == "2513260012_03d33305cf.jpg"
     assert flickr8k.split("test").items[-1].id == "3490736665_38710f4b91.jpg"
-    assert load_flickr8k(DATA_ROOT).items == flickr8k.items
+    assert load_flickr8k(data_root).items == flickr8k.items
 
 
-@needs_flickr8k
+@pytest.mark.data
 def test_test_split_gives_the_standard_5000_caption_queries(flickr8k):
     texts = flickr8k.split("test").flatten("text")
     assert len(texts.values) == 5000
     assert np.array_equal(texts.item_index, np.repeat(np.arange(1000), 5))
 
 
-@needs_flickr8k
+@pytest.mark.data
 def test_unknown_split_names_the_available_ones(flickr8k):
     with pytest.raises(DataError, match="unknown split 'tset'.*train, dev, test"):
         flickr8k.split("tset")
 
 
-@needs_flickr8k
-def test_default_root_from_environment(monkeypatch):
-    monkeypatch.setenv("XMODAL_DATA", str(DATA_ROOT))
-    assert default_data_root() == DATA_ROOT
+@pytest.mark.data
+def test_default_root_from_environment(monkeypatch, data_root):
+    monkeypatch.setenv("XMODAL_DATA", str(data_root))
+    assert default_data_root() == data_root
     assert len(load_flickr8k()) == 8000
 
 

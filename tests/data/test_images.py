@@ -13,19 +13,16 @@ from PIL import Image, ImageFile
 from xmodal.data import DataError, load_image
 from xmodal.data.images import check_image
 
-REAL_IMAGE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared" / "data" / "flickr8k" / "Images" / "2513260012_03d33305cf.jpg"
-)
-needs_real_image = pytest.mark.skipif(
-    not REAL_IMAGE.is_file(), reason=f"real Flickr8k image not found: {REAL_IMAGE}"
-)
+
+@pytest.fixture
+def real_image(data_root: Path) -> Path:
+    return data_root / "flickr8k" / "Images" / "2513260012_03d33305cf.jpg"
 
 
-@needs_real_image
-def test_loads_a_real_image_fully_decoded_in_rgb(tmp_path):
+@pytest.mark.data
+def test_loads_a_real_image_fully_decoded_in_rgb(tmp_path, real_image):
     path = tmp_path / "copy.jpg"
-    shutil.copy(REAL_IMAGE, path)
+    shutil.copy(real_image, path)
     check_image(path)
     image = load_image(str(path))
     path.unlink()  # decoded already: the pixels no longer need the file
@@ -63,10 +60,10 @@ def test_directory(tmp_path, read):
         read(tmp_path)
 
 
-@needs_real_image
+@pytest.mark.data
 @pytest.mark.parametrize("read", [load_image, check_image])
-def test_truncated_jpeg_is_an_error(tmp_path, read):
-    data = REAL_IMAGE.read_bytes()
+def test_truncated_jpeg_is_an_error(tmp_path, read, real_image):
+    data = real_image.read_bytes()
     path = tmp_path / "half.jpg"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=f"cannot read image {re.escape(str(path))}: .*truncated"):

@@ -12,20 +12,16 @@ import pytest
 
 from xmodal.data import DataError, load_manifest
 
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FLICKR8K_IMAGES = DATA_ROOT / "flickr8k" / "Images"
 REAL = ["2513260012_03d33305cf.jpg", "1012212859_01547e3f17.jpg", "3385593926_d3e9c21170.jpg"]
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(tmp_path: Path, data_root: Path) -> Path:
     """tmp_path with imgs/{a,b,c}.jpg copied from Flickr8k, a corrupt imgs/bad.jpg and a
     truncated imgs/half.jpg."""
-    if not all((FLICKR8K_IMAGES / name).is_file() for name in REAL):
-        pytest.skip(f"real Flickr8k images not found under {FLICKR8K_IMAGES}")
     (tmp_path / "imgs").mkdir()
     for name, real in zip("abc", REAL):
-        shutil.copy(FLICKR8K_IMAGES / real, tmp_path / "imgs" / f"{name}.jpg")
+        shutil.copy(data_root / "flickr8k" / "Images" / real, tmp_path / "imgs" / f"{name}.jpg")
     (tmp_path / "imgs" / "bad.jpg").write_bytes(os.urandom(2048))
     whole = (tmp_path / "imgs" / "a.jpg").read_bytes()
     (tmp_path / "imgs" / "half.jpg").write_bytes(whole[: len(whole) // 2])
@@ -36,6 +32,7 @@ def located(path: Path, line: int, message: str) -> str:
     return re.escape(f"{path}:{line}: ") + message
 
 
+@pytest.mark.data
 def test_jsonl(root):
     absolute_c = str(root / "imgs" / "c.jpg")
     manifest = root / "mine.jsonl"
@@ -65,6 +62,7 @@ def test_jsonl(root):
         dataset.split("nope")
 
 
+@pytest.mark.data
 def test_csv(root):
     manifest = root / "sub" / "mine.csv"
     manifest.parent.mkdir()
@@ -120,6 +118,7 @@ JSONL_ERRORS = [
 ]
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(("content", "line", "message"), JSONL_ERRORS)
 def test_jsonl_errors(root, content, line, message):
     manifest = root / "broken.jsonl"
@@ -144,6 +143,7 @@ CSV_ERRORS = [
 ]
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(("content", "line", "message"), CSV_ERRORS)
 def test_csv_errors(root, content, line, message):
     manifest = root / "broken.csv"

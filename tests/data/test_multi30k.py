@@ -10,6 +10,8 @@ import pytest
 from xmodal.data import DataError
 from xmodal.data.multi30k import MODALITIES, load_flickr8k_multi30k
 
+pytestmark = pytest.mark.data
+
 
 @pytest.fixture(scope="module")
 def joined(data_root):

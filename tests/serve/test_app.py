@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from index_helpers import N_GALLERY, build_small_index
 from PIL import Image
 
 from xmodal.serve import create_app
 from xmodal.serve.app import MAX_UPLOAD_BYTES
 
+pytestmark = [pytest.mark.data, pytest.mark.weights]
+N_GALLERY = 24  # conftest's small_index
+
 
 @pytest.fixture(scope="module")
-def index(flickr8k, cache_dir):
-    return build_small_index(flickr8k, cache_dir)
+def index(small_index):
+    assert len(small_index) == N_GALLERY
+    return small_index
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from index_helpers import build_small_index
 
 from xmodal.serve import create_app
 
 CHROMIUM = Path(os.environ.get("XMODAL_CHROMIUM", "/usr/bin/chromium"))
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.data, pytest.mark.weights]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +30,12 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def url(flickr8k, cache_dir):
+def url(small_index):
     """The service on a free loopback port, in a thread of this process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(build_small_index(flickr8k, cache_dir)), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(small_index), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -1,4 +1,4 @@
-"""The Aligner interface (scikit-learn style) and its file format.
+"""The Aligner interface (scikit-learn style) shared by closed-form and trained aligners.
 
 An aligner is fitted on row-paired embeddings, one array per modality, and maps any
 modality's embeddings into a shared space where they can be compared::
@@ -6,70 +6,104 @@ modality's embeddings into a shared space where they can be compared::
     aligner = CCAAligner(n_components=128).fit({"text": t, "image": v})
     scores = aligner.transform(t_test, "text") @ aligner.transform(v_test, "image").T
 
-Hyper-parameters live in ``__init__``; ``fit`` validates and returns ``self``; learned
-state ends in ``_``. ``save`` writes one ``.npz`` file (no pickle): the class name,
-the hyper-parameters as JSON, and every learned array.
+Every aligner takes the same ``fit`` arguments (see :meth:`Aligner.fit`); closed-form ones
+solve on the complete rows and have no use for the training-only ones. Hyper-parameters live
+in ``__init__``; learned state ends in ``_``; ``save`` / ``load`` use the shared ``.npz``
+format of :class:`~xmodal.core.estimator.Estimator`.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from xmodal.similarity import check_embeddings, unit_rows
+from xmodal.core.arrays import check_embeddings, unit_rows
+from xmodal.core.estimator import Estimator, NotFittedError
 
-_REGISTRY: dict[str, type[Aligner]] = {}
+A = TypeVar("A", bound="Aligner")
+Embeddings = Mapping[str, np.ndarray]
+
+__all__ = ["Aligner", "NotFittedError"]
 
 
-class NotFittedError(RuntimeError):
-    """``transform`` or ``save`` was called before ``fit``."""
-
-
-class Aligner:
-    """Base class: subclasses implement ``_fit(data)`` and ``_transform(x, modality)``.
+class Aligner(Estimator):
+    """Base class: closed-form subclasses implement ``_fit(data)``, trained ones (``iterative``)
+    ``_train(data, groups, present, validation, views)``; all implement ``_transform(x, modality)``.
 
     ``normalize=True`` L2-normalises every input row before anything else, which suits
     encoders trained for cosine similarity.
     """
 
     n_modalities: ClassVar[int | None] = 2  # None: any number >= 2
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+    iterative: ClassVar[bool] = False  # trained in epochs: uses groups, validation and views
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
 
     # -- public API -----------------------------------------------------------------
-    def fit(self, embeddings: dict[str, np.ndarray], **fit_params: Any) -> Aligner:
+    def fit(
+        self: A,
+        embeddings: Embeddings,
+        *,
+        groups: np.ndarray | None = None,
+        present: Mapping[str, np.ndarray] | None = None,
+        validation: Embeddings | None = None,
+        views: Sequence[Embeddings] = (),
+    ) -> A:
         """Fit on row-paired embeddings ``{modality: array (n, d_modality)}``; returns self.
 
-        ``fit_params`` go to the subclass (trained aligners take ``groups`` and ``validation``).
+        - ``groups``: one id per row (e.g. the image of each caption): rows of one group are
+          never each other's negatives, and each epoch draws one row per group;
+        - ``present``: ``{modality: bool per row}``, False where a row lacks the modality (its
+          values are ignored); closed-form aligners use the rows that have every modality;
+        - ``validation``: row-paired embeddings (one row per group) for early stopping;
+          trained aligners carve a seeded share of the groups from the training rows when
+          it is None;
+        - ``views``: other views of the same rows (e.g. mirrored images), row-paired with
+          ``embeddings``, that trained aligners also learn from (augmentation).
+
+        Closed-form aligners have no epochs to stop or augment, and ignore ``groups``,
+        ``validation`` and ``views`` (they are still checked).
         """
         data = self._validate_fit_input(embeddings)
+        n = len(next(iter(data.values())))
+        masks = _check_present(present, data, n)
+        if groups is not None and np.shape(groups) != (n,):
+            raise ValueError(f"groups must have one entry per row ({n}), got shape {np.shape(groups)}")
+        checked_views = [self._check_like(v, data, f"view {i + 1}", rows=n) for i, v in enumerate(views)]
+        checked_validation = None if validation is None else self._check_like(validation, data, "validation")
+        self._forget()
         self.modalities_ = tuple(data)
         self.dims_ = {m: x.shape[1] for m, x in data.items()}
         try:
-            self._fit({m: self._preprocess(x) for m, x in data.items()}, **fit_params)
+            if self.iterative:
+                self._train(
+                    self._preprocessed(data),
+                    groups=groups,
+                    present=masks,
+                    validation=None if checked_validation is None else self._preprocessed(checked_validation),
+                    views=[self._preprocessed(v) for v in checked_views],
+                )
+            else:
+                complete = None if masks is None else np.logical_and.reduce(list(masks.values()))
+                self._fit(self._preprocessed(data if complete is None else {m: x[complete] for m, x in data.items()}))
         except BaseException:
-            # A failed fit must not leave the aligner looking fitted (half-set state).
-            for name in [n for n in vars(self) if n.endswith("_")]:
-                delattr(self, name)
+            self._forget()  # a failed fit must not leave the aligner looking fitted
             raise
         return self
+
+    def accepts(self, dims: Mapping[str, int]) -> bool:
+        """Whether embeddings of these dimensions (``{modality: dim}``) can be aligned at all."""
+        return True
 
     def transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         """Map ``x`` (``n x d_modality``) into the shared space; float32."""
         self._check_fitted()
         if modality not in self.modalities_:
             raise ValueError(
-                f"{type(self).__name__} was fitted on modalities {list(self.modalities_)}, "
-                f"not {modality!r}"
+                f"{type(self).__name__} was fitted on modalities {list(self.modalities_)}, not {modality!r}"
             )
         x = check_embeddings(x, f"{modality} embeddings")
         if x.shape[1] != self.dims_[modality]:
@@ -79,81 +113,33 @@ class Aligner:
             )
         return np.ascontiguousarray(self._transform(self._preprocess(x), modality), np.float32)
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters, as passed to ``__init__``."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
-
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted aligner to ``path`` (``.npz``, no pickle); returns the path."""
-        self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = {
-            "class": type(self).__name__,
-            "params": self.get_params(),
-            "modalities": list(self.modalities_),
-            "dims": self.dims_,
-        }
-        arrays = {f"state/{k}": v for k, v in _flatten_state(self._state()).items()}
-        np.savez(path, header=np.array(json.dumps(header)), **arrays)
-        return path
-
-    @staticmethod
-    def load(path: str | Path) -> Aligner:
-        """Read an aligner written by :meth:`save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"aligner file not found: {path}")
-        with np.load(path, allow_pickle=False) as archive:
-            if "header" not in archive:
-                raise ValueError(f"{path} is not an xmodal aligner file (no header)")
-            header = json.loads(str(archive["header"]))
-            state = {k[len("state/") :]: archive[k] for k in archive.files if k.startswith("state/")}
-        cls = _REGISTRY.get(header["class"])
-        if cls is None:
-            raise ValueError(f"{path}: unknown aligner class {header['class']!r}")
-        aligner = cls(**header["params"])
-        aligner.modalities_ = tuple(header["modalities"])
-        aligner.dims_ = {m: int(d) for m, d in header["dims"].items()}
-        for name, value in _unflatten_state(state).items():
-            setattr(aligner, name, value)
-        return aligner
-
     # -- for subclasses -----------------------------------------------------------------
     def _fit(self, data: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _train(
+        self,
+        data: dict[str, np.ndarray],
+        groups: np.ndarray | None,
+        present: dict[str, np.ndarray] | None,
+        validation: dict[str, np.ndarray] | None,
+        views: list[dict[str, np.ndarray]],
+    ) -> None:
         raise NotImplementedError
 
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         raise NotImplementedError
 
-    def _state(self) -> dict[str, np.ndarray | dict[str, np.ndarray]]:
-        """Learned attributes (names ending in ``_``) other than modalities_ and dims_."""
-        return {
-            name: value
-            for name, value in vars(self).items()
-            if name.endswith("_") and name not in ("modalities_", "dims_")
-        }
-
     # -- helpers ------------------------------------------------------------------------
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
         """Rows L2-normalised if ``normalize``; float32 (validated by check_embeddings)."""
-        if self.normalize:
-            x = unit_rows(x)
-        return x
+        return unit_rows(x) if self.normalize else x
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "modalities_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit() first")
+    def _preprocessed(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {m: self._preprocess(x) for m, x in data.items()}
 
-    def _validate_fit_input(self, embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not isinstance(embeddings, dict) or len(embeddings) < 2:
+    def _validate_fit_input(self, embeddings: Embeddings) -> dict[str, np.ndarray]:
+        if not isinstance(embeddings, Mapping) or len(embeddings) < 2:
             raise ValueError("fit() takes a dict {modality: embeddings} with at least 2 modalities")
         if self.n_modalities is not None and len(embeddings) != self.n_modalities:
             raise ValueError(
@@ -166,23 +152,37 @@ class Aligner:
             raise ValueError(f"paired embeddings need the same number of rows, got {rows}")
         return data
 
+    @staticmethod
+    def _check_like(
+        other: Embeddings, data: dict[str, np.ndarray], what: str, rows: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """``other`` checked to have ``data``'s modalities and dimensions (and ``rows`` rows)."""
+        if set(other) != set(data):
+            raise ValueError(f"{what} modalities {sorted(other)} differ from the fitted ones {sorted(data)}")
+        checked = {m: check_embeddings(other[m], f"{what} {m} embeddings") for m in data}
+        for m, x in checked.items():
+            if x.shape[1] != data[m].shape[1]:
+                raise ValueError(f"{what} {m} embeddings have dimension {x.shape[1]}, expected {data[m].shape[1]}")
+        counts = {len(x) for x in checked.values()}
+        if len(counts) != 1 or (rows is not None and counts != {rows}):
+            expected = f" ({rows}, as the training rows)" if rows is not None else ""
+            raise ValueError(f"{what} embeddings must be row-paired{expected}, got {[len(x) for x in checked.values()]}")
+        return checked
 
-def _flatten_state(state: dict[str, Any]) -> dict[str, np.ndarray]:
-    flat: dict[str, np.ndarray] = {}
-    for name, value in state.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}/{key}": np.asarray(v) for key, v in value.items()})
-        else:
-            flat[name] = np.asarray(value)
-    return flat
 
-
-def _unflatten_state(flat: dict[str, np.ndarray]) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for key, value in flat.items():
-        name, _, sub = key.partition("/")
-        if sub:
-            state.setdefault(name, {})[sub] = value
-        else:
-            state[name] = value
-    return state
+def _check_present(
+    present: Mapping[str, np.ndarray] | None, data: dict[str, np.ndarray], n: int
+) -> dict[str, np.ndarray] | None:
+    """``present[m]``: bool per row, False where the row lacks modality ``m``."""
+    if present is None:
+        return None
+    unknown = set(present) - set(data)
+    if unknown:
+        raise ValueError(f"present names modalities that were not given: {sorted(unknown)}")
+    masks = {}
+    for m, mask in present.items():
+        mask = np.asarray(mask)
+        if mask.shape != (n,) or mask.dtype != bool:
+            raise ValueError(f"present[{m!r}] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+        masks[m] = mask
+    return masks

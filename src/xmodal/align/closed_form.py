@@ -7,6 +7,8 @@ parameters); CCA projects both modalities into a new ``n_components``-dimensiona
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from xmodal.align import linalg
@@ -15,6 +17,9 @@ from xmodal.align.base import Aligner
 
 class IdentityAligner(Aligner):
     """No map: for two encoders that already share a space (same dimension)."""
+
+    def accepts(self, dims: Mapping[str, int]) -> bool:
+        return len(set(dims.values())) == 1
 
     def _fit(self, data: dict[str, np.ndarray]) -> None:
         if len(set(self.dims_.values())) != 1:

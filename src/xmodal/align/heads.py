@@ -13,18 +13,15 @@ token mixer starts at ``W = 0, b = 1``, so each gate starts as the identity on `
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from xmodal.align.base import Aligner
+from xmodal.align.closed_form import CCAAligner
 from xmodal.align.losses import PCMCLoss, PCMRLoss
-from xmodal.align.training import EarlyStopping, epoch_rows, rows_by_group
-from xmodal.similarity import check_embeddings
+from xmodal.align.training import holdout, logit_scale_parameter, rows_by_group, seeded, train
 
 HEADS = ("linear", "mlp", "gmlp")
 OBJECTIVES = ("pcmc", "pcmr")
@@ -42,6 +39,13 @@ class MLPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.mlp(x)
+
+    def zero_residual(self) -> None:
+        """Make the MLP branch output zero (the head is then its linear map)."""
+        out = self.mlp[-1]
+        assert isinstance(out, nn.Linear)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
 
 class SpatialGatingUnit(nn.Module):
@@ -90,21 +94,29 @@ class GMLPHead(nn.Module):
         seq = self.split(x).view(-1, self.tokens, self.width)
         return self.linear(x) + self.out(self.norm(self.blocks(seq)).flatten(1))
 
+    def zero_residual(self) -> None:
+        """Make the gMLP branch output zero (the head is then its linear map)."""
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
 
 class HeadAligner(Aligner):
     """One trained head per modality into a ``dim``-dimensional shared space (unit vectors).
 
-    ``fit(embeddings, groups=None, validation=None, present=None)``: ``groups`` (one id per row, e.g. the
-    image of each caption) makes every batch hold one row per group, so several captions of
-    one image are never each other's negatives; each epoch visits every group once with a
-    random row. ``validation`` (row-paired embeddings, one row per group) drives early
-    stopping: the weights of the epoch with the lowest validation loss are kept. ``present``
-    (``{modality: bool per row}``) marks the rows that really have a modality, for N-modality
-    data where items miss some (see ``ModalityEmbeddings.training_table``); the objective
-    ignores absent entries.
+    Trained by :func:`xmodal.align.training.train` with the arguments of :meth:`Aligner.fit`:
+    ``groups`` (one id per row, e.g. the image of each caption) makes every batch hold one row
+    per group, so several captions of one image are never each other's negatives; each epoch
+    visits every group once with a random row. ``validation`` (row-paired embeddings, one row
+    per group) drives early stopping: the weights of the epoch with the lowest validation loss
+    are kept; without it, ``validation_fraction`` of the groups are held out (seeded by
+    ``seed``) to serve as one. ``present`` (``{modality: bool per row}``) marks the rows that
+    really have a modality, for N-modality data where items miss some (see
+    ``ModalityEmbeddings.training_table``); the objective ignores absent entries. ``views``
+    add rows: each view row joins the group of the row it is a view of.
     """
 
     n_modalities = None
+    iterative = True
 
     def __init__(
         self,
@@ -127,6 +139,7 @@ class HeadAligner(Aligner):
         seed: int = 0,
         progress: bool = False,
         normalize: bool = True,
+        validation_fraction: float = 0.1,
     ):
         super().__init__(normalize=normalize)
         self.head = head
@@ -147,6 +160,7 @@ class HeadAligner(Aligner):
         self.init = init
         self.seed = seed
         self.progress = progress
+        self.validation_fraction = validation_fraction
 
     # -- model ------------------------------------------------------------------------------
     def _build(self) -> nn.ModuleDict:
@@ -162,86 +176,69 @@ class HeadAligner(Aligner):
 
         return nn.ModuleDict({m: make(self.dims_[m]) for m in self.modalities_})
 
-    def _project(self, heads: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {m: F.normalize(heads[m](x), dim=-1) for m, x in batch.items()}
-
-    def _loss(self, heads, logit_scale, batch: dict[str, torch.Tensor], present=None) -> torch.Tensor:
-        features = self._project(heads, batch)
+    def _loss(
+        self,
+        heads: nn.ModuleDict,
+        logit_scale: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        present: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        features = {m: F.normalize(heads[m](x), dim=-1) for m, x in batch.items()}
         if self.objective == "pcmc":
             return PCMCLoss()(features, logit_scale, present)
         return PCMRLoss(self.negative_target)(features, present)
 
     # -- training ---------------------------------------------------------------------------
-    def _fit(
+    def _train(
         self,
         data: dict[str, np.ndarray],
-        groups: np.ndarray | None = None,
-        validation: dict[str, np.ndarray] | None = None,
-        present: dict[str, np.ndarray] | None = None,
+        groups: np.ndarray | None,
+        present: dict[str, np.ndarray] | None,
+        validation: dict[str, np.ndarray] | None,
+        views: list[dict[str, np.ndarray]],
     ) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        n = len(next(iter(data.values())))
-        group_rows = rows_by_group(groups, n)
-        masks = _check_present(present, data, n)
-        val = None if validation is None else self._validation_tensors(validation)
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
+        if self.init not in ("random", "cca"):
+            raise ValueError(f"unknown init {self.init!r}; choose 'random' or 'cca'")
+        n, copies = len(next(iter(data.values()))), 1 + len(views)
+        arrays = {m: np.concatenate([x, *(v[m] for v in views)]) if views else x for m, x in data.items()}
+        group_rows = rows_by_group(None if groups is None and not views else np.tile(
+            np.arange(n) if groups is None else groups, copies), n * copies)
+        masks = None if present is None else {m: np.tile(mask, copies) for m, mask in present.items()}
+        tensors = {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in arrays.items()}
+        monitored: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None] | None = None
+        if validation is not None:
+            monitored = ({m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in validation.items()}, None)
+        elif (carved := holdout(group_rows, self.validation_fraction, self.seed)) is not None:
+            group_rows, held = carved
+            monitored = ({m: t[held] for m, t in tensors.items()}, _take(masks, held))
+        rng = seeded(self.seed)
         heads = self._build()
         if self.init == "cca":
-            init_linear_from_cca(heads, data, self.dim)
-        elif self.init != "random":
-            raise ValueError(f"unknown init {self.init!r}; choose 'random' or 'cca'")
-        logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature)))
+            fitted = np.sort(np.concatenate(group_rows))
+            init_linear_from_cca(heads, {m: x[fitted] for m, x in arrays.items()}, self.dim)
+        logit_scale = logit_scale_parameter(self.temperature)
         params = list(heads.parameters()) + ([logit_scale] if self.objective == "pcmc" else [])
         optimiser = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        tensors = {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in data.items()}
 
-        best = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-        stopping, history = EarlyStopping(self.patience), []
-        for _ in tqdm(range(self.epochs), desc=f"{self.head} head", disable=not self.progress):
-            heads.train()
-            rows = epoch_rows(group_rows, rng)
-            for start in range(0, len(rows) - 1, self.batch_size):
-                batch_rows = torch.from_numpy(rows[start : start + self.batch_size])
-                if len(batch_rows) < 2:
-                    continue
-                loss = self._loss(
-                    heads, logit_scale, {m: t[batch_rows] for m, t in tensors.items()}, _take(masks, batch_rows)
-                )
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                with torch.no_grad():
-                    logit_scale.clamp_(0.0, math.log(100.0))
-            heads.eval()
-            with torch.no_grad():
-                if val is not None:
-                    epoch_loss = float(self._loss(heads, logit_scale, val))
-                else:
-                    sample = torch.from_numpy(rows[: 4 * self.batch_size])
-                    monitored = {m: t[sample] for m, t in tensors.items()}
-                    epoch_loss = float(self._loss(heads, logit_scale, monitored, _take(masks, sample)))
-            history.append(epoch_loss)
-            if stopping.step(epoch_loss):
-                best = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-            elif stopping.stop:
-                break
-        heads.load_state_dict(best)
+        def batch_loss(rows: np.ndarray) -> torch.Tensor:
+            return self._loss(heads, logit_scale, {m: t[rows] for m, t in tensors.items()}, _take(masks, rows))
+
+        def monitor(rows: np.ndarray | None) -> torch.Tensor:
+            if monitored is not None:
+                return self._loss(heads, logit_scale, *monitored)
+            assert rows is not None  # no validation: a sample of this epoch's training rows
+            return batch_loss(rows[: 4 * self.batch_size])
+
+        history = train(
+            heads, optimiser, batch_loss, monitor, group_rows, rng, epochs=self.epochs, batch_size=self.batch_size,
+            patience=self.patience, logit_scale=logit_scale, desc=f"{self.head} head", progress=self.progress,
+        )
         self.weights_ = {k: v.numpy() for k, v in heads.state_dict().items()}
         self.logit_scale_ = np.float64(logit_scale.item())
-        self.loss_history_ = np.asarray(history)
+        self.loss_history_ = np.asarray(history.losses)
         self._heads = heads
-
-    def _validation_tensors(self, validation: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        if set(validation) != set(self.modalities_):
-            raise ValueError(
-                f"validation modalities {sorted(validation)} differ from the fitted ones {sorted(self.modalities_)}"
-            )
-        arrays = {m: self._preprocess(check_embeddings(x, f"validation {m} embeddings")) for m, x in validation.items()}
-        if len({len(x) for x in arrays.values()}) != 1:
-            raise ValueError("validation embeddings must be row-paired (same number of rows)")
-        return {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in arrays.items()}
 
     # -- inference --------------------------------------------------------------------------
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
@@ -260,41 +257,22 @@ def init_linear_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim:
     """Start every head at the weighted-CCA solution of ``data`` (rows already preprocessed):
     its linear part maps as CCA does and its residual branch (if any) starts at zero. Needs
     two modalities."""
-    from xmodal.align.closed_form import CCAAligner
-
     if len(data) != 2:
         raise ValueError("init='cca' needs exactly two modalities")
     cca = CCAAligner(n_components=dim, reg=1.0, weight_power=0.5, normalize=False).fit(data)
     with torch.no_grad():
         for modality, head in heads.items():
-            linear = head if isinstance(head, nn.Linear) else head.linear
+            if isinstance(head, (MLPHead, GMLPHead)):
+                head.zero_residual()
+                linear = head.linear
+            else:
+                assert isinstance(head, nn.Linear)
+                linear = head
             matrix, offset = cca.affine(modality)
             linear.weight.copy_(torch.from_numpy(matrix.T.astype(np.float32)))
             linear.bias.copy_(torch.from_numpy(offset.astype(np.float32)))
-            residual_out = {MLPHead: lambda h: h.mlp[-1], GMLPHead: lambda h: h.out}.get(type(head))
-            if residual_out is not None:
-                nn.init.zeros_(residual_out(head).weight)
-                nn.init.zeros_(residual_out(head).bias)
 
 
-def _check_present(
-    present: dict[str, np.ndarray] | None, data: dict[str, np.ndarray], n: int
-) -> dict[str, torch.Tensor] | None:
-    """``present[m]``: bool per row, False where the row lacks modality ``m`` (its values are ignored)."""
-    if present is None:
-        return None
-    unknown = set(present) - set(data)
-    if unknown:
-        raise ValueError(f"present names modalities that were not given: {sorted(unknown)}")
-    masks = {}
-    for m, mask in present.items():
-        mask = np.asarray(mask)
-        if mask.shape != (n,) or mask.dtype != bool:
-            raise ValueError(f"present[{m!r}] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
-        masks[m] = torch.from_numpy(mask)
-    return masks
-
-
-def _take(masks: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> dict[str, torch.Tensor] | None:
-    return None if masks is None else {m: mask[rows] for m, mask in masks.items()}
+def _take(masks: dict[str, np.ndarray] | None, rows: np.ndarray) -> dict[str, torch.Tensor] | None:
+    return None if masks is None else {m: torch.from_numpy(mask[rows]) for m, mask in masks.items()}
 

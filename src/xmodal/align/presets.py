@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, ProcrustesAligner
-from xmodal.align.heads import HEADS, HeadAligner
 
 ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "identity": IdentityAligner,
@@ -29,34 +28,41 @@ ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "cca-256-weighted": lambda: CCAAligner(n_components=256, reg=1.0, weight_power=0.5),
     "cca-384-wide": lambda: CCAAligner(n_components=384, reg=2.0, weight_power=0.75),
 }
-DEFAULT_ALIGNER = "cca-256-weighted"
-
 # Trained heads (opt-in: `xmodal bench flickr8k --aligner head-mlp-cca`); fitted with the
 # train split's item ids as groups and the dev split for early stopping. "-cca" heads start
-# at the cca-256-weighted solution and fine-tune it with InfoNCE. Any head without "-cca"
-# also aligns N modalities at once (`xmodal bench flickr8k-multi30k`).
-_TRAINING = dict(dim=256, batch_size=1024, epochs=100, patience=10)
+# at the cca-256-weighted solution and fine-tune it with InfoNCE; "-pcmr" heads train with
+# the similarity-regression objective instead. Any head without "-cca" also aligns N
+# modalities at once (`xmodal bench flickr8k-multi30k`). heads.py (and torch) is imported
+# only when a head is made.
+HEAD_KINDS = ("linear", "mlp", "gmlp")  # xmodal.align.heads.HEADS
+
+
+def _head(head: str, objective: str, init: str) -> Callable[[], Aligner]:
+    def make() -> Aligner:
+        from xmodal.align.heads import HeadAligner
+
+        lr, weight_decay = (1e-3, 0.1) if init == "random" else (1e-4, 1e-2)
+        return HeadAligner(
+            head=head, objective=objective, init=init, lr=lr, weight_decay=weight_decay, dropout=0.3,
+            dim=256, batch_size=1024, epochs=100, patience=10,
+        )  # fmt: skip
+
+    return make
+
+
 TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
-    f"head-{head}{suffix}": (lambda head=head, init=init, lr=lr: HeadAligner(
-        head=head, init=init, lr=lr, weight_decay=0.1 if init == "random" else 1e-2,
-        dropout=0.3, **_TRAINING))
-    for head in HEADS
-    for suffix, init, lr in (("", "random", 1e-3), ("-cca", "cca", 1e-4))
+    f"head-{head}{'-pcmr' if objective == 'pcmr' else ''}{'-cca' if init == 'cca' else ''}": _head(head, objective, init)
+    for objective in ("pcmc", "pcmr")
+    for head in HEAD_KINDS
+    for init in ("random", "cca")
 }
-# The same heads trained with the similarity-regression objective (PCMR) instead of InfoNCE.
-TRAINED_ALIGNERS.update({
-    f"head-{head}-pcmr{suffix}": (lambda head=head, init=init, lr=lr: HeadAligner(
-        head=head, objective="pcmr", init=init, lr=lr, weight_decay=0.1 if init == "random" else 1e-2,
-        dropout=0.3, **_TRAINING))
-    for head in HEADS
-    for suffix, init, lr in (("", "random", 1e-3), ("-cca", "cca", 1e-4))
-})
+PRESETS = {**ALIGNERS, **TRAINED_ALIGNERS}
 
 
 def make_aligner(name: str) -> Aligner:
     """A fresh, unfitted aligner of the configuration called ``name``."""
-    factory = ALIGNERS.get(name) or TRAINED_ALIGNERS.get(name)
+    factory = PRESETS.get(name)
     if factory is None:
-        known = ", ".join([*ALIGNERS, *TRAINED_ALIGNERS])
+        known = ", ".join(PRESETS)
         raise ValueError(f"unknown aligner {name!r}; known aligners: {known}")
     return factory()

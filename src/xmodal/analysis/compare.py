@@ -8,19 +8,28 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from xmodal.analysis.geometry import alignment, centroid_gap, exact_w2, gaussian_w2, hubness, linear_cka, sliced_w2, uniformity
+from xmodal.analysis.geometry import (
+    alignment,
+    centroid_gap,
+    exact_w2,
+    gaussian_w2,
+    hubness,
+    linear_cka,
+    sliced_w2,
+    uniformity,
+)
 from xmodal.analysis.spaces import FittedSpace
-from xmodal.embeddings import SplitEmbeddings
+from xmodal.core.arrays import unit_rows
 from xmodal.evaluate import ranks, recall_metrics
-from xmodal.learned_similarity import BilinearSimilarity, LearnedSimilarity, MLPSimilarity
-from xmodal.similarity import SIMILARITIES, pairwise, unit_rows
+from xmodal.retrieval.learned import FORMS, LearnedSimilarity
+from xmodal.retrieval.similarity import SIMILARITIES, pairwise
+from xmodal.store import SplitEmbeddings
 
 GAP_COLUMNS = (
     "centroid gap", "W2 exact", "W2 sliced", "W2 Gaussian", "CKA", "alignment",
     "uniformity text", "uniformity image", "hub skew t2i", "never t2i %", "hub skew i2t", "never i2t %",
     "t2i R@10", "i2t R@10", "mean R@10",
 )
-LEARNED = {"mlp": MLPSimilarity, "bilinear": BilinearSimilarity}
 HUB_K = 10
 EXACT_SAMPLES = 1000
 
@@ -95,9 +104,9 @@ def similarity_rows(
     fixed similarities need one space (not the unaligned one across dimensions), the learned
     ones (``"mlp"``, ``"bilinear"``) are fitted on ``train`` mapped into the space (early
     stopping on ``dev``); the MLP needs equal dimensions, the bilinear form does not."""
-    unknown = [name for name in learned if name not in LEARNED]
+    unknown = [name for name in learned if name not in FORMS]
     if unknown:
-        raise ValueError(f"unknown learned similarity {unknown[0]!r}; choose from {', '.join(LEARNED)}")
+        raise ValueError(f"unknown learned similarity {unknown[0]!r}; choose from {', '.join(FORMS)}")
     rows = []
     for space in spaces:
         mapped_test = _mapped(space, test)
@@ -108,7 +117,9 @@ def similarity_rows(
         for name in learned:
             if name == "mlp" and not same_dim:
                 continue
-            model = _fit_learned(LEARNED[name](seed=seed), _mapped(space, train), None if dev is None else _mapped(space, dev))
+            model = _fit_learned(
+                LearnedSimilarity(form=name, seed=seed), _mapped(space, train), None if dev is None else _mapped(space, dev)
+            )
             scores = np.concatenate([s for _, s in model.scorer(mapped_test.text, mapped_test.image).chunks()])
             rows.append({"space": space.name, "similarity": f"learned {name}", **_recall(ranks_both_ways(scores, test))})
     return rows
@@ -139,5 +150,6 @@ def _mapped(space: FittedSpace, split: SplitEmbeddings) -> SplitEmbeddings:
 
 def _fit_learned(model: LearnedSimilarity, train: SplitEmbeddings, dev: SplitEmbeddings | None) -> LearnedSimilarity:
     pairs = train.training_pairs()
-    validation = None if dev is None else tuple(dev.first_pairs().values())
+    first = None if dev is None else dev.first_pairs()
+    validation = None if first is None else (first["text"], first["image"])
     return model.fit(pairs["text"], pairs["image"], groups=train.pair_items(), validation=validation)

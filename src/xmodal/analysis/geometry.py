@@ -8,7 +8,7 @@ import numpy as np
 import ot
 from scipy import stats
 
-from xmodal.similarity import check_embeddings, check_int
+from xmodal.core.arrays import check_embeddings, check_int
 
 
 def centroid_gap(x: np.ndarray, y: np.ndarray) -> float:

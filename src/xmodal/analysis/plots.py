@@ -10,12 +10,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
 
-from xmodal.embeddings import SplitEmbeddings  # noqa: E402
-from xmodal.similarity import unit_rows  # noqa: E402
+from xmodal.core.arrays import unit_rows
+from xmodal.store import SplitEmbeddings
 
 TEXT_COLOUR, IMAGE_COLOUR = "tab:blue", "tab:orange"
 
@@ -33,8 +35,8 @@ def projection_figure(spaces: Mapping[str, SplitEmbeddings], path: Path, n_pairs
         points = _embed_2d(np.vstack([text, image]), method, seed)
         t2, i2 = points[: len(pick)], points[len(pick) :]
         ax.plot(np.stack([t2[:, 0], i2[:, 0]]), np.stack([t2[:, 1], i2[:, 1]]), color="0.75", lw=0.5, zorder=1)
-        ax.scatter(*t2.T, s=9, color=TEXT_COLOUR, label="text (caption)", zorder=2)
-        ax.scatter(*i2.T, s=9, color=IMAGE_COLOUR, label="image", zorder=2)
+        ax.scatter(t2[:, 0], t2[:, 1], s=9, color=TEXT_COLOUR, label="text (caption)", zorder=2)
+        ax.scatter(i2[:, 0], i2[:, 1], s=9, color=IMAGE_COLOUR, label="image", zorder=2)
         ax.set(title=f"{name} ({method})", xlabel=f"{method} 1", ylabel=f"{method} 2")
         ax.legend(loc="best", fontsize=7)
     fig.suptitle(f"Both modalities in each space, {len(pick)} matched pairs joined by lines")
@@ -53,7 +55,7 @@ def similarity_histograms(spaces: Mapping[str, SplitEmbeddings], path: Path, n_n
         a, b = rng.integers(len(text), size=n_negatives), rng.integers(len(image), size=n_negatives)
         keep = split.text_items[a] != split.image_items[b]
         other = np.sum(text[a[keep]] * image[b[keep]], axis=1)
-        bins = np.linspace(min(matched.min(), other.min()), max(matched.max(), other.max()), 60)
+        bins = np.linspace(min(matched.min(), other.min()), max(matched.max(), other.max()), 60).tolist()
         ax.hist(other, bins=bins, density=True, alpha=0.6, color="0.5", label="non-matched")
         ax.hist(matched, bins=bins, density=True, alpha=0.6, color="tab:green", label="matched")
         ax.set(title=name, xlabel="cosine similarity", ylabel="density")
@@ -91,7 +93,7 @@ def _has_umap() -> bool:
     return importlib.util.find_spec("umap") is not None
 
 
-def _grid(n: int, width: float, height: float, columns: int = 3):
+def _grid(n: int, width: float, height: float, columns: int = 3) -> tuple[Figure, list[Axes]]:
     columns = min(columns, n)
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
@@ -100,7 +102,7 @@ def _grid(n: int, width: float, height: float, columns: int = 3):
     return fig, list(axes.flat[:n])
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from xmodal.analysis.compare import GAP_COLUMNS, cosine_ranks, gap_correlations, gap_row, similarity_rows
 from xmodal.analysis.plots import projection_figure, recall_curves, similarity_histograms
-from xmodal.analysis.spaces import UNALIGNED, fit_spaces
-from xmodal.bench import first_items
+from xmodal.analysis.spaces import UNALIGNED, FittedSpace, fit_spaces
+from xmodal.core.arrays import unit_rows
+from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from xmodal.core.files import write_text_atomic
 from xmodal.data import PairedDataset
 from xmodal.data.images import jpeg_thumbnail
-from xmodal.embeddings import SplitEmbeddings, embed_split
-from xmodal.retrieval import topk
-from xmodal.similarity import Scorer, unit_rows
-from xmodal.store import EmbeddingStore
+from xmodal.model import Model, TrainingSet
+from xmodal.retrieval import Scorer, topk
+from xmodal.store import EmbeddingStore, EncoderLike, SplitEmbeddings, embed_split
 
 DEFAULT_ANALYSIS_ALIGNERS = ("lstsq-t2i", "procrustes-t2i", "cca-128", "cca-256-weighted", "cca-384-wide")
 SIMILARITY_COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10")
@@ -46,33 +48,43 @@ def analyze(
     out_dir: str | Path,
     store: EmbeddingStore,
     *,
-    text_encoder: str = "minilm",
-    image_encoder: str = "efficientnet-lite0",
+    text_encoder: EncoderLike = DEFAULT_TEXT_ENCODER,
+    image_encoder: EncoderLike = DEFAULT_IMAGE_ENCODER,
     aligners: Sequence[str] = DEFAULT_ANALYSIS_ALIGNERS,
+    models: Sequence[Model] = (),
     split: str = "test",
     learned: Sequence[str] = (),
     limit: int | None = None,
     n_failures: int = 8,
     seed: int = 0,
-    backend: str = "onnx",
+    backend: str = DEFAULT_BACKEND,
+    models_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Analysis:
-    """Fit ``aligners`` on the train split, measure the unaligned and every aligned space on
-    ``split``, and write ``report.html`` (+ ``figures/``, ``thumbs/``, ``analysis.json``)
-    into ``out_dir``. ``limit`` keeps the first items of each split (a quick look)."""
+    """Fit ``aligners`` on the train split (trained ones stopped early on the dev split when
+    the dataset has one), add the spaces of fitted ``models`` (their encoders must be the
+    ones given), measure the unaligned and every aligned space on ``split``, and write
+    ``report.html`` (+ ``figures/``, ``thumbs/``, ``analysis.json``) into ``out_dir``.
+    ``limit`` keeps the first items of each split (a quick look)."""
     out = Path(out_dir)
     started = time.perf_counter()
-    splits = {name: first_items(dataset.split(name), limit) for name in dict.fromkeys(("train", "dev", split))}
-    emb = {name: embed_split(d, store, text_encoder, image_encoder, backend=backend, progress=progress) for name, d in splits.items()}
+    names = ["train", *(["dev"] if "dev" in dataset.splits else []), split]
+    splits = {name: dataset.split(name).subset(limit) for name in dict.fromkeys(names)}
+    emb = {
+        name: embed_split(d, store, text_encoder, image_encoder, backend=backend, models_dir=models_dir, progress=progress)
+        for name, d in splits.items()
+    }
+    dev = emb.get("dev")
     seconds = {"encode": time.perf_counter() - started}
 
     tick = time.perf_counter()
-    spaces = fit_spaces(aligners, emb["train"], emb["dev"])
+    spaces = fit_spaces(aligners, TrainingSet.from_pairs(emb["train"], dev))
+    spaces += [FittedSpace(_model_name(m), m.aligner) for m in models]
     mapped = {space.name: space.apply(emb[split]) for space in spaces}
     rank_sets = {name: cosine_ranks(m) for name, m in mapped.items()}
     gaps = {name: gap_row(m, seed=seed, known_ranks=rank_sets[name]) for name, m in mapped.items()}
     correlations = gap_correlations({n: r for n, r in gaps.items() if n != UNALIGNED})
-    similarities = similarity_rows(spaces, emb["train"], emb[split], emb["dev"], learned=learned, seed=seed)
+    similarities = similarity_rows(spaces, emb["train"], emb[split], dev, learned=learned, seed=seed)
     seconds["measure"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -86,19 +98,29 @@ def analyze(
     seconds["figures"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
 
-    title = f"{dataset.name} {split}{f' (first {limit} items)' if limit else ''}: text {text_encoder}, image {image_encoder}"
+    encoders = f"text {_name(text_encoder)}, image {_name(image_encoder)}"
+    title = f"{dataset.name} {split}{f' (first {limit} items)' if limit else ''}: {encoders}"
     analysis = Analysis(title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps({**vars(analysis), "figures": [str(p.relative_to(out)) for p in figures]}, indent=1, default=float))
-    (out / "report.html").write_text(render_html(analysis, out))
+    record = {**vars(analysis), "figures": [str(p.relative_to(out)) for p in figures]}
+    write_text_atomic(out / "analysis.json", json.dumps(record, indent=1, default=float))
+    write_text_atomic(out / "report.html", render_html(analysis, out))
     return analysis
+
+
+def _name(encoder: EncoderLike) -> str:
+    return encoder if isinstance(encoder, str) else encoder.name
+
+
+def _model_name(model: Model) -> str:
+    return f"model {model.path.stem}" if model.path is not None else f"model {type(model.aligner).__name__}"
 
 
 def worst_failures(split: SplitEmbeddings, t2i_ranks: np.ndarray, dataset: PairedDataset, thumbs: Path, n: int, shown: int = 3) -> list[dict]:
     """The ``n`` text queries whose right image ranks worst: the query, its ``shown`` top (wrong)
     images and the right one, with thumbnails written under ``thumbs``."""
     texts, images = dataset.flatten("text"), dataset.flatten("image")
-    top, scores = topk(Scorer(unit_rows(split.text), unit_rows(split.image)), min(shown, len(images.values)))
+    scores, top = topk(Scorer(unit_rows(split.text), unit_rows(split.image)), min(shown, len(images.values)))
     failures = []
     for row in np.argsort(-t2i_ranks, kind="stable")[:n]:
         item = split.text_items[row]

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xmodal.align.base import Aligner
-from xmodal.align.heads import HeadAligner
+from xmodal.align import Aligner
 from xmodal.align.presets import make_aligner
-from xmodal.embeddings import SplitEmbeddings
+from xmodal.model import TrainingSet
+from xmodal.store import SplitEmbeddings
 
 UNALIGNED = "none"
 
@@ -42,17 +42,13 @@ def zero_pad(text: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pad(text), pad(image)
 
 
-def fit_spaces(names: Sequence[str], train: SplitEmbeddings, dev: SplitEmbeddings | None = None) -> list[FittedSpace]:
-    """The unaligned space, then each named aligner preset fitted on ``train``'s pairs (trained
-    heads also get the item groups and ``dev``'s first pairs for early stopping)."""
+def fit_spaces(names: Sequence[str], training: TrainingSet) -> list[FittedSpace]:
+    """The unaligned space, then each named aligner preset fitted on ``training`` (the path
+    ``xmodal fit`` takes: trained heads also get its groups and validation)."""
     spaces = [FittedSpace(UNALIGNED, None)]
-    pairs = train.training_pairs()
     for name in names:
         aligner = make_aligner(name)
-        params = {}
-        if isinstance(aligner, HeadAligner):
-            params = {"groups": train.pair_items(), "validation": None if dev is None else dev.first_pairs()}
         started = time.perf_counter()
-        aligner.fit(pairs, **params)
+        training.fit(aligner)
         spaces.append(FittedSpace(name, aligner, time.perf_counter() - started))
     return spaces

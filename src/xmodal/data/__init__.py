@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xmodal.core.config import default_data_root
 from xmodal.data.dataset import DataError, Flattened, Item, PairedDataset
-from xmodal.data.flickr8k import default_data_root, load_flickr8k
+from xmodal.data.flickr8k import load_flickr8k
 from xmodal.data.images import load_image
 from xmodal.data.manifest import MANIFEST_SUFFIXES, load_manifest
 from xmodal.data.multi30k import load_flickr8k_multi30k

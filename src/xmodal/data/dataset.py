@@ -74,9 +74,9 @@ class PairedDataset:
             )
         return PairedDataset(f"{self.name}/{name}", (i for i in self.items if i.split == name))
 
-    def subset(self, n: int) -> PairedDataset:
-        """The first ``n`` items (for quick runs and tests)."""
-        return PairedDataset(f"{self.name}[:{n}]", self.items[:n])
+    def subset(self, n: int | None) -> PairedDataset:
+        """The first ``n`` items (for quick runs and tests); all of them (``self``) when ``n`` is None."""
+        return self if n is None else PairedDataset(f"{self.name}[:{n}]", self.items[:n])
 
     def flatten(self, modality: str) -> Flattened:
         """All values of ``modality`` in item order; items without it are skipped."""

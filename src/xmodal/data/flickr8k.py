@@ -16,10 +16,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from xmodal.core.config import DATA_ENV, default_data_root
 from xmodal.data.dataset import DataError, Item, PairedDataset
 from xmodal.data.textfiles import csv_rows, error_at, read_text
 
-DATA_ENV = "XMODAL_DATA"
 CAPTIONS_FILE = "captions.txt"
 SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
@@ -27,11 +27,6 @@ SPLIT_FILES = {
     "test": "Flickr_8k.testImages.txt",
 }
 _HINT = f"pass --data or set {DATA_ENV} to the directory that contains flickr8k/"
-
-
-def default_data_root() -> Path:
-    """``$XMODAL_DATA`` if set, else ``../shared/data`` relative to the working directory."""
-    return Path(os.path.abspath(os.path.expanduser(os.environ.get(DATA_ENV) or "../shared/data")))
 
 
 def _existing(path: Path, what: str) -> Path:

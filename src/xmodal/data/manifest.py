@@ -113,8 +113,8 @@ def _jsonl_records(path: Path) -> Iterator[_Record]:
         yield _record(
             path,
             line,
-            _json_str(path, line, obj, "id", ""),
-            _json_str(path, line, obj, "split", DEFAULT_SPLIT),
+            _json_str(path, line, obj, "id", "") or "",
+            _json_str(path, line, obj, "split", DEFAULT_SPLIT) or "",
             _json_str(path, line, obj, "image", None),
             texts,
         )

@@ -16,8 +16,9 @@ import gzip
 from dataclasses import replace
 from pathlib import Path
 
+from xmodal.core.config import default_data_root
 from xmodal.data.dataset import DataError, PairedDataset
-from xmodal.data.flickr8k import default_data_root, load_flickr8k
+from xmodal.data.flickr8k import load_flickr8k
 
 TASK1_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2018_flickr")
 TASK1_LANGUAGES = ("en", "de", "fr", "cs")

@@ -7,7 +7,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-
 FINETUNE_METADATA = "xmodal-finetune.json"  # marks a model folder written by `xmodal finetune`
 
 
@@ -21,7 +20,11 @@ class Encoder(Protocol):
 
     name: str  # registry name, e.g. "minilm"
     modality: str  # "text" or "image"
-    dim: int
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        ...
 
     @property
     def cache_key(self) -> str:

@@ -6,15 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from xmodal.core.arrays import unit_rows
 from xmodal.encoders.base import Encoder, EncoderError
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-class _Combined:
-    """Shared by the combinators: checks one modality, encodes each part, combines."""
+class Combination:
+    """Shared by the combinators: checks one modality, encodes each part, combines (the
+    embedding store caches each part on its own and calls :meth:`combine`)."""
 
     separator = ""
 
@@ -40,7 +38,7 @@ class _Combined:
         return self.combine([p.encode(values, batch_size, progress) for p in self.parts])
 
 
-class ConcatEncoder(_Combined):
+class ConcatEncoder(Combination):
     """Concatenation of the L2-normalised embeddings of its parts (name ``a+b``)."""
 
     separator = "+"
@@ -50,10 +48,10 @@ class ConcatEncoder(_Combined):
         return sum(p.dim for p in self.parts)
 
     def combine(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        return np.concatenate([_unit_rows(b) for b in blocks], axis=1).astype(np.float32)
+        return np.concatenate([unit_rows(b) for b in blocks], axis=1).astype(np.float32)
 
 
-class MeanEncoder(_Combined):
+class MeanEncoder(Combination):
     """Mean of the L2-normalised embeddings of parts of equal dimension (e.g. image views)."""
 
     def __init__(self, parts: Sequence[Encoder], name: str | None = None):
@@ -66,4 +64,4 @@ class MeanEncoder(_Combined):
         return self.parts[0].dim
 
     def combine(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        return np.mean([_unit_rows(b) for b in blocks], axis=0).astype(np.float32)
+        return np.mean([unit_rows(b) for b in blocks], axis=0).astype(np.float32)

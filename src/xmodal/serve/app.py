@@ -1,4 +1,5 @@
-"""FastAPI app over one index: text and image search, item metadata, thumbnails, a static page.
+"""FastAPI app over one index (a :class:`~xmodal.search.Searcher`): text and image search,
+item metadata, thumbnails, a static page.
 
 Every error is JSON ``{"detail": "<message>"}`` with a 4xx status: 400 for a query the index
 refuses (empty text, ``k`` out of range, an upload that is not a readable image), 404 for an
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -22,8 +24,7 @@ from pydantic import BaseModel
 
 import xmodal
 from xmodal.data.images import jpeg_thumbnail
-from xmodal.gallery import IndexItem
-from xmodal.index import Hit, Index
+from xmodal.search import Hit, IndexItem, Searcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 THUMBNAIL_PIXELS = 256
@@ -64,7 +65,7 @@ class Health(BaseModel):
     version: str
 
 
-def create_app(index: Index) -> FastAPI:
+def create_app(index: Searcher) -> FastAPI:
     """The service for ``index``: ``/search``, ``/search/image``, ``/items/{id}``,
     ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``."""
     app = FastAPI(title="xmodal search", version=xmodal.__version__,
@@ -75,7 +76,7 @@ def create_app(index: Index) -> FastAPI:
     def result(hit: Hit) -> Result:
         return Result(**hit.to_dict(), thumbnail=_thumbnail_url(index, hit.id))
 
-    def run_search(query: str, k: int, **kwargs) -> SearchResponse:
+    def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
         try:
             hits = index.search(k=k, **kwargs)
         except ValueError as error:  # bad k, empty text, unreadable image (DataError)
@@ -91,7 +92,7 @@ def create_app(index: Index) -> FastAPI:
         """Liveness, and what is being served."""
         return Health(status="ok", items=len(index), modality=index.modality,
                       encoders={m: e.name for m, e in index.encoders.items()},
-                      aligner=type(index.aligner).__name__, version=xmodal.__version__)
+                      aligner=type(index.model.aligner).__name__, version=xmodal.__version__)
 
     @app.get("/search")
     def search_text(q: Annotated[str, Query(description="The text query.")], k: K = 10, csls: CSLS = False) -> SearchResponse:
@@ -114,7 +115,7 @@ def create_app(index: Index) -> FastAPI:
                 raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
     @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next):
+    async def limit_upload_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Refuse an oversized upload from its Content-Length, before reading the body."""
         length = request.headers.get("content-length", "")
         if request.method == "POST" and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 2**16:
@@ -142,7 +143,7 @@ def create_app(index: Index) -> FastAPI:
     return app
 
 
-def _item(index: Index, item_id: str) -> IndexItem:
+def _item(index: Searcher, item_id: str) -> IndexItem:
     """The item called ``item_id``: ids are looked up in the index, never used as paths."""
     if item_id.startswith("/") or ".." in item_id.split("/"):
         raise HTTPException(400, f"invalid item id {item_id!r}")
@@ -152,7 +153,7 @@ def _item(index: Index, item_id: str) -> IndexItem:
         raise HTTPException(404, error.args[0]) from None
 
 
-def _thumbnail_url(index: Index, item_id: str) -> str | None:
+def _thumbnail_url(index: Searcher, item_id: str) -> str | None:
     return f"/thumbnails/{quote(item_id, safe='')}" if index.modality == "image" else None
 
 
@@ -161,7 +162,8 @@ def _thumbnail(path: str) -> bytes:
     return jpeg_thumbnail(path, THUMBNAIL_PIXELS)
 
 
-async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     """422 with one readable line, e.g. ``k: Input should be a valid integer``."""
+    assert isinstance(error, RequestValidationError)
     messages = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()]
     return JSONResponse({"detail": "; ".join(messages)}, status_code=422)

@@ -1,0 +1,7 @@
+"""The model artifact (a fitted aligner, its encoders and scoring settings) and the one path
+that fits it from a dataset."""
+
+from xmodal.model.artifact import EncoderMismatchError, EncoderRecord, Model
+from xmodal.model.fitting import TrainingSet, fit_model, pair_training_set
+
+__all__ = ["EncoderMismatchError", "EncoderRecord", "Model", "TrainingSet", "fit_model", "pair_training_set"]

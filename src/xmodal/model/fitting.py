@@ -1,0 +1,129 @@
+"""Fitting a model from a dataset: the one path that ``xmodal fit``, the benchmarks and the
+analysis share, so they train the same way.
+
+The training split gives the row-paired training embeddings and the groups (the item of each
+row); trained aligners also get the first pair of every item of the dev split as validation
+(when the dataset has one; otherwise they hold out a seeded share of the training items
+themselves) and any extra views of the training images. Closed-form aligners need none of
+those, so none is encoded for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmodal.align import Aligner
+from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC
+from xmodal.data import PairedDataset
+from xmodal.model.artifact import Model
+from xmodal.store import EmbeddingStore, EncoderLike, ModalityEmbeddings, SplitEmbeddings, embed_split, resolve_encoder
+
+Embeddings = dict[str, np.ndarray]
+
+
+@dataclass
+class TrainingSet:
+    """The arguments of :meth:`Aligner.fit`, built from embedded splits."""
+
+    embeddings: Embeddings
+    groups: np.ndarray | None = None
+    present: dict[str, np.ndarray] | None = None
+    validation: Embeddings | None = None
+    views: list[Embeddings] = field(default_factory=list)
+
+    @classmethod
+    def from_pairs(
+        cls, train: SplitEmbeddings, dev: SplitEmbeddings | None = None, views: Sequence[SplitEmbeddings] = ()
+    ) -> TrainingSet:
+        """Every (caption, image) pair of ``train``, grouped by item; one pair per item of ``dev``
+        as validation; ``views`` are embeddings of the same split with other image views."""
+        return cls(
+            train.training_pairs(),
+            train.pair_items(),
+            validation=None if dev is None else dev.first_pairs(),
+            views=[v.training_pairs() for v in views],
+        )
+
+    @classmethod
+    def from_modalities(cls, train: ModalityEmbeddings, dev: ModalityEmbeddings | None = None) -> TrainingSet:
+        """One row per slot of every item with two or more modalities (absent values masked);
+        the first values of each complete ``dev`` item as validation."""
+        arrays, present, groups = train.training_table()
+        return cls(arrays, groups, present, validation=None if dev is None else dev.first_values())
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: x.shape[1] for m, x in self.embeddings.items()}
+
+    def fit(self, aligner: Aligner) -> Aligner:
+        """``aligner`` fitted on this set (returns it)."""
+        return aligner.fit(
+            self.embeddings, groups=self.groups, present=self.present, validation=self.validation, views=self.views
+        )
+
+
+def pair_training_set(
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    text_encoder: EncoderLike,
+    image_encoder: EncoderLike,
+    *,
+    iterative: bool,
+    split: str = "train",
+    dev_split: str = "dev",
+    image_views: Sequence[EncoderLike] = (),
+    limit: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    models_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[SplitEmbeddings, TrainingSet]:
+    """``(train split embeddings, training set)`` for aligning text and image on ``split``
+    (its first ``limit`` items). With ``iterative`` (some aligner to fit is trained), the
+    ``dev_split`` items (if the dataset has them) become the validation set and
+    ``image_views`` (image encoders of other views) the views."""
+    options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
+    part = dataset.split(split).subset(limit)
+    train = embed_split(part, store, text_encoder, image_encoder, **options)
+    if not iterative:
+        return train, TrainingSet.from_pairs(train)
+    dev = None
+    if dev_split in dataset.splits:
+        dev = embed_split(dataset.split(dev_split).subset(limit), store, text_encoder, image_encoder, **options)
+    views = [embed_split(part, store, text_encoder, view, **options) for view in image_views]
+    return train, TrainingSet.from_pairs(train, dev, views)
+
+
+def fit_model(
+    dataset: PairedDataset,
+    aligner: Aligner,
+    store: EmbeddingStore,
+    *,
+    encoders: Mapping[str, EncoderLike],
+    split: str = "train",
+    dev_split: str = "dev",
+    backend: str = DEFAULT_BACKEND,
+    models_dir: str | Path | None = None,
+    metric: str = DEFAULT_METRIC,
+    csls_k: int = DEFAULT_CSLS_K,
+    progress: bool = True,
+) -> Model:
+    """Fit ``aligner`` on the text-image pairs of ``split`` (``encoders``: ``{"text": ...,
+    "image": ...}``) as :func:`pair_training_set` prepares them; the model records the
+    encoders, the scoring settings and where it was fitted."""
+    unknown = set(encoders) - {"text", "image"}
+    if unknown:
+        raise ValueError(f"fitting on a dataset aligns text and image; got encoders for {sorted(unknown)}")
+    built = {m: resolve_encoder(e, backend, models_dir) for m, e in encoders.items()}
+    _, training = pair_training_set(
+        dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
+        dev_split=dev_split, backend=backend, models_dir=models_dir, progress=progress,
+    )  # fmt: skip
+    training.fit(aligner)
+    validation = "none" if not aligner.iterative else dev_split if training.validation is not None else "held out"
+    about = {"dataset": dataset.name, "split": split, "pairs": len(training.embeddings["text"]), "validation": validation}
+    return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)

@@ -1,0 +1,19 @@
+"""Scoring in a shared space: similarity functions, CSLS, fusion of query modalities, learned
+scorers and exact top-k search. Evaluation and the search index use the same code."""
+
+from xmodal.retrieval.fusion import SumScorer, check_fusion, fuse_mean, fused_scorer
+from xmodal.retrieval.similarity import SIMILARITIES, Scorer, Scores, pairwise
+from xmodal.retrieval.topk import search, topk
+
+__all__ = [
+    "SIMILARITIES",
+    "Scorer",
+    "Scores",
+    "SumScorer",
+    "check_fusion",
+    "fuse_mean",
+    "fused_scorer",
+    "pairwise",
+    "search",
+    "topk",
+]

@@ -1,0 +1,23 @@
+"""Embeddings on disk: the content-keyed cache, and the embeddings of a dataset split with the
+item of every row (the relevance labels)."""
+
+from xmodal.store.cache import EmbeddingStore, content_key
+from xmodal.store.embeddings import (
+    EncoderLike,
+    ModalityEmbeddings,
+    SplitEmbeddings,
+    embed_modalities,
+    embed_split,
+    resolve_encoder,
+)
+
+__all__ = [
+    "EmbeddingStore",
+    "EncoderLike",
+    "ModalityEmbeddings",
+    "SplitEmbeddings",
+    "content_key",
+    "embed_modalities",
+    "embed_split",
+    "resolve_encoder",
+]
