@@ -40,17 +40,30 @@ def main() -> None:
 
     rows = []
     for text, image in COMBINATIONS:
-        result = run_flickr8k(args.data, text_encoder=text, image_encoder=image, aligners=ALIGNERS, cache_dir=args.cache)
+        result = run_flickr8k(
+            args.data, text_encoder=text, image_encoder=image, aligners=ALIGNERS, cache_dir=args.cache
+        )
         for row in (r for r in result.rows if r.csls_k):
-            rows.append([f"`{text}`", f"`{image}`", row.aligner, *(f"{row.metrics[c]:.1f}" for c in COLUMNS), f"{row.fit_seconds:.1f}"])
+            rows.append(
+                [
+                    f"`{text}`",
+                    f"`{image}`",
+                    row.aligner,
+                    *(f"{row.metrics[c]:.1f}" for c in COLUMNS),
+                    f"{row.fit_seconds:.1f}",
+                ]
+            )
             print(" | ".join(rows[-1]), flush=True)
 
     command = shlex.join(["python", "benchmarks/encoders.py", *sys.argv[1:]])
     body = script_section(
-        "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)", command,
+        "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)",
+        command,
         markdown_table(["text", "image", "aligner", *COLUMNS, "fit s"], rows),
-        notes=["`a+b` concatenates L2-normalised embeddings; `-tta` averages an image's embedding",
-               "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`)."],
+        notes=[
+            "`a+b` concatenates L2-normalised embeddings; `-tta` averages an image's embedding",
+            "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`).",
+        ],
     )
     replace_section(args.results, "encoders", body)
     print(f"updated {args.results}")

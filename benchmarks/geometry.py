@@ -24,9 +24,18 @@ from xmodal.retrieval import SIMILARITIES
 from xmodal.store import EmbeddingStore, embed_split
 
 ALIGNERS = [
-    "lstsq-t2i", "lstsq-i2t", "procrustes-t2i", "procrustes-i2t", "procrustes-pca256",
-    "cca-128", "cca-128-weighted", "cca-256-weighted", "cca-384-wide",
-    "head-linear-cca", "head-mlp-cca", "head-gmlp-cca",
+    "lstsq-t2i",
+    "lstsq-i2t",
+    "procrustes-t2i",
+    "procrustes-i2t",
+    "procrustes-pca256",
+    "cca-128",
+    "cca-128-weighted",
+    "cca-256-weighted",
+    "cca-384-wide",
+    "head-linear-cca",
+    "head-mlp-cca",
+    "head-gmlp-cca",
 ]
 COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10")
 
@@ -42,8 +51,10 @@ def cosine_verdict(rows: list[dict]) -> str:
     learned = {m for s in by_space.values() for m in s if m.startswith("learned")}
     beaten = {m: sum(s[m] > s["cosine"] for s in fixed if m in s) for m in sorted(learned)}
     counted = {m: sum(m in s for s in fixed) for m in sorted(learned)}
-    text = (f"Cosine has the best mean R@10 of the fixed similarities in {best_fixed} of {len(fixed)} spaces "
-            f"({ties} of them tied with dot, whose outputs are unit vectors)")
+    text = (
+        f"Cosine has the best mean R@10 of the fixed similarities in {best_fixed} of {len(fixed)} spaces "
+        f"({ties} of them tied with dot, whose outputs are unit vectors)"
+    )
     if learned:
         text += "; " + ", ".join(f"{m} beats cosine in {beaten[m]} of {counted[m]}" for m in beaten)
     return text + "."
@@ -62,7 +73,9 @@ def main() -> None:
 
     started = time.perf_counter()
     store, dataset = EmbeddingStore(args.cache), load_flickr8k(args.data)
-    emb = {s: embed_split(dataset.split(s), store, args.text_encoder, args.image_encoder) for s in ("train", "dev", "test")}
+    emb = {
+        s: embed_split(dataset.split(s), store, args.text_encoder, args.image_encoder) for s in ("train", "dev", "test")
+    }
     spaces = fit_spaces(args.aligners or ALIGNERS, TrainingSet.from_pairs(emb["train"], emb["dev"]))
     gaps = {space.name: gap_row(space.apply(emb["test"])) for space in spaces}
     correlations = gap_correlations({n: r for n, r in gaps.items() if n != UNALIGNED})
@@ -75,32 +88,60 @@ def main() -> None:
     fit = {s.name: s.fit_seconds for s in spaces}
     similarity_table = markdown_table(
         ["aligner", "similarity", *COLUMNS, "mean R@10"],
-        ([r["space"], r["similarity"], *(f"{r[c]:.1f}" for c in COLUMNS), f"{(r['t2i/R@10'] + r['i2t/R@10']) / 2:.1f}"] for r in rows),
+        (
+            [
+                r["space"],
+                r["similarity"],
+                *(f"{r[c]:.1f}" for c in COLUMNS),
+                f"{(r['t2i/R@10'] + r['i2t/R@10']) / 2:.1f}",
+            ]
+            for r in rows
+        ),
     )
     shown = [c for c in GAP_COLUMNS if c not in ("t2i R@10", "i2t R@10")]
     gap_table = markdown_table(
         ["aligner", *shown, "fit s"],
-        ([name, *(f"{row[c]:.3f}" if "R@10" not in c else f"{row[c]:.1f}" for c in shown), f"{fit[name]:.1f}"] for name, row in gaps.items()),
+        (
+            [name, *(f"{row[c]:.3f}" if "R@10" not in c else f"{row[c]:.1f}" for c in shown), f"{fit[name]:.1f}"]
+            for name, row in gaps.items()
+        ),
     )
     correlation_table = markdown_table(
         ["measure vs mean R@10", "Pearson r", "Spearman ρ", "aligners"],
         ([m, f"{c['pearson']:.2f}", f"{c['spearman']:.2f}", c["n"]] for m, c in correlations.items()),
     )
-    replace_section(args.results, "similarities", script_section(
-        f"Similarity functions × aligners (Flickr8k 1k test, {encoders}, no CSLS)", command, similarity_table,
-        f"{seconds:.0f} s in all", notes=[
-            "The unaligned space (`none`) compares 384-d text with 1280-d images: only the bilinear form can.",
-            "Learned similarities are fitted on the 30,000 train pairs mapped into each space (early stopping on dev).",
-            cosine_verdict(rows),
-        ]))
-    replace_section(args.results, "geometry", script_section(
-        f"Modality gap and geometry before (`none`) and after each aligner (Flickr8k 1k test, {encoders})", command,
-        gap_table + "\n\n" + correlation_table, notes=[
-            "Unit rows throughout; `none` zero-pads the 384-d text next to the 1280-d images. Correlations are",
-            "across the aligned rows (not `none`). Column definitions: `xmodal.analysis.compare.gap_row`.",
-        ]))
+    replace_section(
+        args.results,
+        "similarities",
+        script_section(
+            f"Similarity functions × aligners (Flickr8k 1k test, {encoders}, no CSLS)",
+            command,
+            similarity_table,
+            f"{seconds:.0f} s in all",
+            notes=[
+                "The unaligned space (`none`) compares 384-d text with 1280-d images: only the bilinear form can.",
+                "Learned similarities are fitted on the 30,000 train pairs mapped into each space (early stopping on dev).",
+                cosine_verdict(rows),
+            ],
+        ),
+    )
+    replace_section(
+        args.results,
+        "geometry",
+        script_section(
+            f"Modality gap and geometry before (`none`) and after each aligner (Flickr8k 1k test, {encoders})",
+            command,
+            gap_table + "\n\n" + correlation_table,
+            notes=[
+                "Unit rows throughout; `none` zero-pads the 384-d text next to the 1280-d images. Correlations are",
+                "across the aligned rows (not `none`). Column definitions: `xmodal.analysis.compare.gap_row`.",
+            ],
+        ),
+    )
     out = Path("benchmarks/results/geometry.json")
-    out.write_text(json.dumps({"command": command, "gaps": gaps, "correlations": correlations, "similarities": rows}, indent=1))
+    out.write_text(
+        json.dumps({"command": command, "gaps": gaps, "correlations": correlations, "similarities": rows}, indent=1)
+    )
     print(similarity_table, gap_table, correlation_table, cosine_verdict(rows), sep="\n\n")
     print(f"updated {args.results} and {out} in {seconds:.0f} s")
 

@@ -74,7 +74,9 @@ async def run(url: str, batches: list[list[str]]) -> tuple[list[float], list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index directory (default: the one `make serve` builds)")
+    parser.add_argument(
+        "--index", type=Path, default=DEFAULT_INDEX, help="index directory (default: the one `make serve` builds)"
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--queries", type=int, default=50, help="queries per client")
     parser.add_argument("--models", type=Path, help="models folder of the server (--models of xmodal serve)")
@@ -83,7 +85,11 @@ def main() -> None:
     if not (args.index / "manifest.json").is_file():
         raise SystemExit(f"no index at {args.index}: run `make serve` once (or pass --index)")
 
-    captions = [c for row in pq.read_table(args.index / "items.parquet", columns=["captions"]).column("captions").to_pylist() for c in row]
+    captions = [
+        c
+        for row in pq.read_table(args.index / "items.parquet", columns=["captions"]).column("captions").to_pylist()
+        for c in row
+    ]
     needed = args.clients * args.queries
     if len(captions) < needed + 5:
         raise SystemExit(f"the index has {len(captions)} captions; {needed + 5} are needed")
@@ -105,18 +111,41 @@ def main() -> None:
 
     ms = np.array(latencies) * 1000
     print(f"{machine_description()}; server and clients on the same machine, loopback; index {args.index}")
-    print(f"{args.clients} concurrent clients x {args.queries} text queries = {len(ms)} requests in {seconds:.1f} s; "
-          f"errors: {len(errors)}; server alive after: {alive}\n")
+    print(
+        f"{args.clients} concurrent clients x {args.queries} text queries = {len(ms)} requests in {seconds:.1f} s; "
+        f"errors: {len(errors)}; server alive after: {alive}\n"
+    )
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    table = markdown_table(["clients", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests/s"],
-                           [[args.clients, len(ms), len(errors), f"{p50:.0f}", f"{p90:.0f}", f"{p99:.0f}", f"{ms.max():.0f}", f"{len(ms) / seconds:.1f}"]])
+    table = markdown_table(
+        ["clients", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests/s"],
+        [
+            [
+                args.clients,
+                len(ms),
+                len(errors),
+                f"{p50:.0f}",
+                f"{p90:.0f}",
+                f"{p99:.0f}",
+                f"{ms.max():.0f}",
+                f"{len(ms) / seconds:.1f}",
+            ]
+        ],
+    )
     print(table)
-    replace_section(args.results, f"load {args.clients}", script_section(
-        f"Search service under load: {args.clients} concurrent clients × {args.queries} text queries (Flickr8k test index)",
-        shlex.join(["python", "benchmarks/load.py", *sys.argv[1:]]), table,
-        f"server alive after: {alive}", notes=[
-            "`xmodal serve` (uvicorn, one torch thread per query) and the clients share the machine, over loopback;",
-            "each request encodes its text (minilm), maps it with the index's aligner and searches the 1,000 images."]))
+    replace_section(
+        args.results,
+        f"load {args.clients}",
+        script_section(
+            f"Search service under load: {args.clients} concurrent clients × {args.queries} text queries (Flickr8k test index)",
+            shlex.join(["python", "benchmarks/load.py", *sys.argv[1:]]),
+            table,
+            f"server alive after: {alive}",
+            notes=[
+                "`xmodal serve` (uvicorn, one torch thread per query) and the clients share the machine, over loopback;",
+                "each request encodes its text (minilm), maps it with the index's aligner and searches the 1,000 images.",
+            ],
+        ),
+    )
     for error in errors[:5]:
         print("error:", error)
     if errors or not alive:

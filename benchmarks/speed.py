@@ -207,9 +207,7 @@ def _sklearn_worker(folder: str, n_components: int, max_iter: int, results: mp.Q
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def fit_sklearn_cca(
-    pairs: dict[str, np.ndarray], n_components: int, max_iter: int, timeout: float
-) -> SklearnResult:
+def fit_sklearn_cca(pairs: dict[str, np.ndarray], n_components: int, max_iter: int, timeout: float) -> SklearnResult:
     """Fit seconds of ``sklearn.cross_decomposition.CCA`` in a child process, at most ``timeout``.
 
     The clock of the budget starts when the child has loaded its data; the fit itself is
@@ -221,9 +219,7 @@ def fit_sklearn_cca(
     with tempfile.TemporaryDirectory(prefix="xmodal-speed-") as folder:
         for modality in ("text", "image"):
             np.save(Path(folder) / f"{modality}.npy", pairs[modality])
-        child = context.Process(
-            target=_sklearn_worker, args=(folder, n_components, max_iter, results), daemon=True
-        )
+        child = context.Process(target=_sklearn_worker, args=(folder, n_components, max_iter, results), daemon=True)
         child.start()
         try:
             try:
@@ -398,8 +394,7 @@ def markdown(command: str, results: dict[str, Any]) -> str:
     parts = [
         "### Speed",
         "",
-        f"Command: `{command}` · machine: {machine_description()} · {time.strftime('%Y-%m-%d')} · "
-        f"{versions_line()}",
+        f"Command: `{command}` · machine: {machine_description()} · {time.strftime('%Y-%m-%d')} · {versions_line()}",
     ]
     titles = {"encode": "Image encoding", "fit": "Aligner fit", "eval": "Evaluation"}
     tables = {"encode": encode_table, "fit": fit_table, "eval": eval_table}
@@ -456,7 +451,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=0, help="use only the first N train pairs (0: all)")
     p.add_argument("--cca-max-iter", type=int, default=500, help="scikit-learn CCA max_iter")
     p.add_argument(
-        "--sklearn-components", type=int, nargs="+", default=[128, 8],
+        "--sklearn-components",
+        type=int,
+        nargs="+",
+        default=[128, 8],
         help="n_components of each scikit-learn CCA run (128 as xmodal's; a small one that finishes)",
     )
     p.add_argument("--sklearn-timeout", type=float, default=600.0, help="seconds for scikit-learn's fit")
@@ -487,8 +485,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.pairs:
             pairs = {m: x[: args.pairs] for m, x in pairs.items()}
     if "fit" in args.parts:
-        print(f"[2/3] fitting aligners on {len(pairs['text']):,} pairs "
-              f"(scikit-learn budget {args.sklearn_timeout:g} s)...", flush=True)
+        print(
+            f"[2/3] fitting aligners on {len(pairs['text']):,} pairs "
+            f"(scikit-learn budget {args.sklearn_timeout:g} s)...",
+            flush=True,
+        )
         results["fit"], fitted = measure_fitting(
             pairs, args.sklearn_components, args.cca_max_iter, args.sklearn_timeout
         )

@@ -21,10 +21,18 @@ from xmodal.bench.results import markdown_table, replace_section, script_section
 
 ALIGNERS = [
     "cca-256-weighted",
-    "head-linear", "head-mlp", "head-gmlp",
-    "head-linear-pcmr", "head-mlp-pcmr", "head-gmlp-pcmr",
-    "head-linear-cca", "head-mlp-cca", "head-gmlp-cca",
-    "head-linear-pcmr-cca", "head-mlp-pcmr-cca", "head-gmlp-pcmr-cca",
+    "head-linear",
+    "head-mlp",
+    "head-gmlp",
+    "head-linear-pcmr",
+    "head-mlp-pcmr",
+    "head-gmlp-pcmr",
+    "head-linear-cca",
+    "head-mlp-cca",
+    "head-gmlp-cca",
+    "head-linear-pcmr-cca",
+    "head-mlp-pcmr-cca",
+    "head-gmlp-pcmr-cca",
 ]
 # Heads also trained with the mirrored train images as extra views (augmentation).
 AUGMENTED = ["head-linear-cca", "head-mlp-cca"]
@@ -54,24 +62,36 @@ def main() -> None:
     runs = [(args.aligners or ALIGNERS, ()), (AUGMENTED, (MIRROR,))]
     for text in args.text_encoders or ["minilm", "minilm-lit"]:
         for aligners, views in runs:
-            result = run_flickr8k(args.data, text_encoder=text, aligners=aligners, cache_dir=args.cache,
-                                  progress=False, image_views=views)
+            result = run_flickr8k(
+                args.data, text_encoder=text, aligners=aligners, cache_dir=args.cache, progress=False, image_views=views
+            )
             for row in (r for r in result.rows if r.csls_k):
                 mean = (row.metrics["t2i/R@10"] + row.metrics["i2t/R@10"]) / 2
                 head, objective, init = describe(row.aligner)
                 init += " + mirror views" if views else ""
-                cells = [f"`{text}`", head, objective, init, *(f"{row.metrics[c]:.1f}" for c in COLUMNS),
-                         f"{mean:.1f}", f"{row.fit_seconds:.1f}"]
+                cells = [
+                    f"`{text}`",
+                    head,
+                    objective,
+                    init,
+                    *(f"{row.metrics[c]:.1f}" for c in COLUMNS),
+                    f"{mean:.1f}",
+                    f"{row.fit_seconds:.1f}",
+                ]
                 rows.append(cells)
                 print(" | ".join(cells), flush=True)
 
     command = shlex.join(["python", "benchmarks/trained.py", *sys.argv[1:]])
     body = script_section(
         "Trained alignment: heads × objectives × LiT-tuned text encoder (Flickr8k 1k test, CSLS k=10)",
-        command, markdown_table(columns, rows), "image encoder efficientnet-lite0 (locked) · fit s = training wall time, early stopping on dev",
-        notes=["init `cca` starts the heads at the cca-256-weighted solution; `+ mirror views` also trains on",
-               "each caption paired with its mirrored image (test images are not mirrored). The LiT tuning of",
-               "`minilm-lit` itself (`make finetune`) is timed separately below."],
+        command,
+        markdown_table(columns, rows),
+        "image encoder efficientnet-lite0 (locked) · fit s = training wall time, early stopping on dev",
+        notes=[
+            "init `cca` starts the heads at the cca-256-weighted solution; `+ mirror views` also trains on",
+            "each caption paired with its mirrored image (test images are not mirrored). The LiT tuning of",
+            "`minilm-lit` itself (`make finetune`) is timed separately below.",
+        ],
     )
     replace_section(args.results, "trained", body)
     print(f"updated {args.results}")

@@ -126,7 +126,9 @@ def small_model(flickr8k: Any, cache_dir: Path, models_dir: Path) -> Any:
     train = PairedDataset("flickr8k-small", flickr8k.split("train").items[:N_TRAIN])
     encoders = {"text": "minilm", "image": "efficientnet-lite0"}
     aligner = CCAAligner(n_components=32, reg=1.0, weight_power=0.5)
-    return fit_model(train, aligner, EmbeddingStore(cache_dir), encoders=encoders, models_dir=models_dir, progress=False)
+    return fit_model(
+        train, aligner, EmbeddingStore(cache_dir), encoders=encoders, models_dir=models_dir, progress=False
+    )
 
 
 @pytest.fixture(scope="session")

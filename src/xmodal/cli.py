@@ -50,7 +50,8 @@ app.add_typer(index_app, name="index")
 console = Console()
 
 DataOpt = Annotated[
-    Optional[Path], typer.Option("--data", help=f"Data root holding flickr8k/ (default: ${DATA_ENV} or ../shared/data).")
+    Optional[Path],
+    typer.Option("--data", help=f"Data root holding flickr8k/ (default: ${DATA_ENV} or ../shared/data)."),
 ]
 CacheOpt = Annotated[
     Optional[Path], typer.Option("--cache", help=f"Embedding cache folder (default: ${CACHE_ENV} or .cache/xmodal).")
@@ -69,7 +70,8 @@ ModelTextOpt = Annotated[
     Optional[str], typer.Option("--text-encoder", help="Only for an aligner file without its encoders (a model knows).")
 ]
 ModelImageOpt = Annotated[
-    Optional[str], typer.Option("--image-encoder", help="Only for an aligner file without its encoders (a model knows).")
+    Optional[str],
+    typer.Option("--image-encoder", help="Only for an aligner file without its encoders (a model knows)."),
 ]
 ModelBackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Default: the model's.")]
 ModelCslsOpt = Annotated[
@@ -111,10 +113,14 @@ def _load_model(path: Path, text: str | None, image: str | None, backend: str | 
 @_guard
 def encode(
     dataset: DatasetArg,
-    encoder: Annotated[str, typer.Option("--encoder", help="Encoder name (see `xmodal encoders`).")] = DEFAULT_TEXT_ENCODER,
+    encoder: Annotated[
+        str, typer.Option("--encoder", help="Encoder name (see `xmodal encoders`).")
+    ] = DEFAULT_TEXT_ENCODER,
     modality: Annotated[
         Optional[str],
-        typer.Option("--modality", help="Dataset modality to encode (default: the encoder's; 'de' in flickr8k-multi30k)."),
+        typer.Option(
+            "--modality", help="Dataset modality to encode (default: the encoder's; 'de' in flickr8k-multi30k)."
+        ),
     ] = None,
     split: Annotated[str, typer.Option("--split")] = "train",
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the embeddings to this .npy file.")] = None,
@@ -185,8 +191,8 @@ def finetune(
     image_view: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--image-view", help="Encoder of another view of the images, for augmentation (e.g. "
-            "efficientnet-lite0-mirror; repeat)."
+            "--image-view",
+            help="Encoder of another view of the images, for augmentation (e.g. efficientnet-lite0-mirror; repeat).",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 256,
@@ -274,7 +280,9 @@ def evaluate(
 
     model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k)
     encoders = model.build_encoders(models)
-    emb = embed_split(load_dataset(dataset, data).split(split), EmbeddingStore(cache), encoders["text"], encoders["image"])
+    emb = embed_split(
+        load_dataset(dataset, data).split(split), EmbeddingStore(cache), encoders["text"], encoders["image"]
+    )
     metrics = evaluate_bidirectional(
         model.transform(emb.text, "text"), model.transform(emb.image, "image"), emb.text_items, emb.image_items,
         metric=model.metric, csls_k=model.csls_k,
@@ -292,7 +300,8 @@ def evaluate(
 
 
 SourceArg = Annotated[
-    str, typer.Argument(help="'flickr8k', a .jsonl/.csv manifest, a folder of images, or a .txt file (one text a line).")
+    str,
+    typer.Argument(help="'flickr8k', a .jsonl/.csv manifest, a folder of images, or a .txt file (one text a line)."),
 ]
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Only this split of a dataset (default: every item).")]
 
@@ -305,7 +314,10 @@ def index_build(
     out: Annotated[Path, typer.Option("--out", help="The index directory to write.")],
     split: SplitOpt = None,
     kind: Annotated[
-        str, typer.Option("--kind", help=f"FAISS index: {', '.join(INDEX_KINDS)} (auto: exact below 50,000 items, else HNSW).")
+        str,
+        typer.Option(
+            "--kind", help=f"FAISS index: {', '.join(INDEX_KINDS)} (auto: exact below 50,000 items, else HNSW)."
+        ),
     ] = "auto",
     text_encoder: ModelTextOpt = None,
     image_encoder: ModelImageOpt = None,
@@ -355,7 +367,9 @@ def index_add(
 def search(
     index_dir: Annotated[Path, typer.Argument(help="An index directory written by `xmodal index build`.")],
     query: Annotated[Optional[str], typer.Argument(help="A text query.")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="An image query (with a text query too: fused).")] = None,
+    image: Annotated[
+        Optional[Path], typer.Option("--image", help="An image query (with a text query too: fused).")
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     csls: Annotated[
         bool, typer.Option("--csls", help="Score by CSLS against the gallery's captions (text queries).")
@@ -396,8 +410,10 @@ def serve(
     threads: Annotated[
         int,
         typer.Option(
-            "--threads", min=1, help="torch threads per query encoding (1: one query is too small to share, "
-            "and spare cores serve other requests)."
+            "--threads",
+            min=1,
+            help="torch threads per query encoding (1: one query is too small to share, "
+            "and spare cores serve other requests).",
         ),
     ] = 1,
     models: ModelsOpt = None,
@@ -411,7 +427,9 @@ def serve(
 
     torch.set_num_threads(threads)
     index = Searcher.load(index_dir, models_dir=models)
-    console.print(f"serving {len(index)} {index.modality} items from {index_dir} at http://{host}:{port}/", soft_wrap=True)
+    console.print(
+        f"serving {len(index)} {index.modality} items from {index_dir} at http://{host}:{port}/", soft_wrap=True
+    )
     uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
 
 
@@ -432,8 +450,9 @@ def bench_flickr8k(
     aligner: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--aligner", help="Repeat to pick aligners (default: every closed-form one; trained heads: head-linear, "
-            "head-mlp-cca, ...; see `xmodal aligners`)."
+            "--aligner",
+            help="Repeat to pick aligners (default: every closed-form one; trained heads: head-linear, "
+            "head-mlp-cca, ...; see `xmodal aligners`).",
         ),
     ] = None,
     csls_k: CslsOpt = DEFAULT_CSLS_K,
@@ -442,8 +461,9 @@ def bench_flickr8k(
     image_view: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--image-view", help="Encoder of another view of the train images that trained heads also learn from "
-            "(e.g. efficientnet-lite0-mirror; repeat)."
+            "--image-view",
+            help="Encoder of another view of the train images that trained heads also learn from "
+            "(e.g. efficientnet-lite0-mirror; repeat).",
         ),
     ] = None,
     data: DataOpt = None,
@@ -474,13 +494,15 @@ def bench_flickr8k_multi30k(
     aligner: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--aligner", help="Trained head(s) aligning every modality at once (default: head-linear; e.g. "
-            "head-linear-pcmr)."
+            "--aligner",
+            help="Trained head(s) aligning every modality at once (default: head-linear; e.g. head-linear-pcmr).",
         ),
     ] = None,
     fusion: Annotated[
         Optional[list[str]],
-        typer.Option("--fusion", help=f"How fused queries combine modalities: {' or '.join(FUSIONS)} (repeat; default both)."),
+        typer.Option(
+            "--fusion", help=f"How fused queries combine modalities: {' or '.join(FUSIONS)} (repeat; default both)."
+        ),
     ] = None,
     csls_k: CslsOpt = 0,
     limit: LimitOpt = None,
@@ -528,7 +550,9 @@ def analyze(
     ] = Path("reports/analysis"),
     aligner: Annotated[
         Optional[list[str]],
-        typer.Option("--aligner", help="Repeat to pick aligners (default: several closed-form ones; none with --model)."),
+        typer.Option(
+            "--aligner", help="Repeat to pick aligners (default: several closed-form ones; none with --model)."
+        ),
     ] = None,
     model_file: Annotated[
         Optional[Path], typer.Option("--model", help="Also measure this fitted model's space (its encoders are used).")
@@ -539,7 +563,9 @@ def analyze(
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Split to measure.")] = "test",
     failures: Annotated[int, typer.Option("--failures", min=0, help="Worst text queries shown in the gallery.")] = 8,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a quick look.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a quick look.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     text_encoder: ModelTextOpt = None,
     image_encoder: ModelImageOpt = None,

@@ -55,8 +55,7 @@ def ranks(scorer: Scores | np.ndarray, query_labels: np.ndarray, gallery_labels:
     orphan = ~np.isin(q_labels, g_labels)
     if orphan.any():
         raise ValueError(
-            f"{int(orphan.sum())} queries have no relevant gallery item "
-            f"(first: query {int(np.argmax(orphan))})"
+            f"{int(orphan.sum())} queries have no relevant gallery item (first: query {int(np.argmax(orphan))})"
         )
     out = np.empty(n_queries, dtype=np.int64)
     for rows, s in source.chunks():
@@ -119,17 +118,19 @@ def evaluate_bidirectional(
 ) -> dict[str, float]:
     """Text->image metrics under ``"t2i/"`` and image->text metrics under ``"i2t/"``."""
     return {
-        **evaluate_retrieval(text, image, text_labels, image_labels, prefix="t2i/", metric=metric, csls_k=csls_k, ks=ks),
-        **evaluate_retrieval(image, text, image_labels, text_labels, prefix="i2t/", metric=metric, csls_k=csls_k, ks=ks),
+        **evaluate_retrieval(
+            text, image, text_labels, image_labels, prefix="t2i/", metric=metric, csls_k=csls_k, ks=ks
+        ),
+        **evaluate_retrieval(
+            image, text, image_labels, text_labels, prefix="i2t/", metric=metric, csls_k=csls_k, ks=ks
+        ),
     }
 
 
 def _check_labels(labels: np.ndarray, name: str, expected: int, what: str) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(
-            f"{name} must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
-        )
+        raise ValueError(f"{name} must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
     if arr.shape[0] != expected:
         raise ValueError(f"{name} has {arr.shape[0]} entries but there are {expected} {what}")
     return arr

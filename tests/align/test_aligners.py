@@ -122,9 +122,7 @@ def test_procrustes_planted_rotation_with_scale():
     np.testing.assert_allclose(aligner.rotation_, rotation, atol=1e-5)
     assert float(aligner.scale_) == pytest.approx(3.5, rel=1e-5)
     expected = test["image"] - train["image"].mean(axis=0)
-    np.testing.assert_allclose(
-        aligner.transform(test["text"], "text"), expected, atol=1e-4 * np.abs(expected).max()
-    )
+    np.testing.assert_allclose(aligner.transform(test["text"], "text"), expected, atol=1e-4 * np.abs(expected).max())
     assert_perfect_retrieval(aligner, test)
 
 
@@ -168,9 +166,7 @@ def test_cca_planted_linear_relation(weight_power):
 def test_cca_is_symmetric_in_modality_order():
     train, test = linear_pair(noise=1e-2)
     a = CCAAligner(n_components=10, normalize=False).fit(train)
-    b = CCAAligner(n_components=10, normalize=False).fit(
-        {"image": train["image"], "text": train["text"]}
-    )
+    b = CCAAligner(n_components=10, normalize=False).fit({"image": train["image"], "text": train["text"]})
     # Aligners see float32 embeddings, so a^T b and b^T a agree to float32 precision.
     np.testing.assert_allclose(a.correlations_, b.correlations_, rtol=1e-5)
     assert_perfect_retrieval(b, test)
@@ -179,9 +175,7 @@ def test_cca_is_symmetric_in_modality_order():
 def test_identity_aligner():
     train, test = same_space_pair()
     aligner = IdentityAligner(normalize=False).fit(train)
-    np.testing.assert_array_equal(
-        aligner.transform(test["text"], "text"), test["text"].astype(np.float32)
-    )
+    np.testing.assert_array_equal(aligner.transform(test["text"], "text"), test["text"].astype(np.float32))
     assert_perfect_retrieval(aligner, test)
     normed = IdentityAligner().fit(train).transform(test["image"], "image")
     np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, rtol=1e-6)
@@ -233,15 +227,11 @@ def test_save_load_round_trip(tmp_path, index):
     rng = np.random.default_rng(3)
     for modality, x in train.items():
         fresh = rng.normal(size=(7, x.shape[1]))
-        np.testing.assert_array_equal(
-            loaded.transform(fresh, modality), aligner.transform(fresh, modality)
-        )
+        np.testing.assert_array_equal(loaded.transform(fresh, modality), aligner.transform(fresh, modality))
     # Saving the loaded aligner again gives the same arrays.
     again = Aligner.load(loaded.save(tmp_path / "again.npz"))
     for modality, x in train.items():
-        np.testing.assert_array_equal(
-            again.transform(x[:5], modality), aligner.transform(x[:5], modality)
-        )
+        np.testing.assert_array_equal(again.transform(x[:5], modality), aligner.transform(x[:5], modality))
 
 
 def test_load_rejects_non_aligner_npz(tmp_path):
@@ -323,7 +313,9 @@ def test_transform_unknown_modality_and_wrong_dimension():
     aligner = LeastSquaresAligner().fit(_random_pair())
     with pytest.raises(ValueError, match=r"fitted on modalities \['text', 'image'\], not 'audio'"):
         aligner.transform(np.ones((2, 8)), "audio")
-    with pytest.raises(ValueError, match="text embeddings have dimension 9, but LeastSquaresAligner was fitted on dimension 8"):
+    with pytest.raises(
+        ValueError, match="text embeddings have dimension 9, but LeastSquaresAligner was fitted on dimension 8"
+    ):
         aligner.transform(np.ones((2, 9)), "text")
     with pytest.raises(ValueError, match=r"image embeddings contain NaN or inf in 1 row \(first: row 1\)"):
         aligner.transform(np.array([[0.0] * 12, [np.nan] * 12]), "image")
@@ -341,7 +333,9 @@ def test_identity_rejects_unequal_dimensions():
 @pytest.mark.parametrize("cls", [LeastSquaresAligner, ProcrustesAligner])
 def test_directed_aligner_rejects_unknown_source_or_target(cls):
     data = _random_pair()
-    with pytest.raises(ValueError, match=r"source='caption', target='image'.*does not match the fitted modalities \['text', 'image'\]"):
+    with pytest.raises(
+        ValueError, match=r"source='caption', target='image'.*does not match the fitted modalities \['text', 'image'\]"
+    ):
         cls(source="caption", target="image").fit(data)
     with pytest.raises(ValueError, match=r"source='text', target='photo'"):
         cls(source="text", target="photo").fit(data)
@@ -449,7 +443,9 @@ def test_presets_cover_every_head_and_objective():
 
     assert HEAD_KINDS == HEADS
     made = [make_aligner(name) for name in TRAINED_ALIGNERS]
-    assert {(a.head, a.objective, a.init) for a in made} == {(h, o, i) for h in HEADS for o in OBJECTIVES for i in ("random", "cca")}
+    assert {(a.head, a.objective, a.init) for a in made} == {
+        (h, o, i) for h in HEADS for o in OBJECTIVES for i in ("random", "cca")
+    }
 
 
 # --- one fit signature for every aligner ---------------------------------------------------
@@ -468,7 +464,9 @@ def test_closed_form_fit_takes_the_training_arguments_and_solves_on_complete_row
     present = {"text": np.arange(60) % 4 != 0}
     masked = CCAAligner(n_components=4).fit(data, present=present)
     complete = CCAAligner(n_components=4).fit({m: x[present["text"]] for m, x in data.items()})
-    np.testing.assert_allclose(masked.transform(data["text"], "text"), complete.transform(data["text"], "text"), atol=1e-6)
+    np.testing.assert_allclose(
+        masked.transform(data["text"], "text"), complete.transform(data["text"], "text"), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -476,8 +474,14 @@ def test_closed_form_fit_takes_the_training_arguments_and_solves_on_complete_row
     [
         ({"groups": np.zeros(3)}, r"groups must have one entry per row \(60\)"),
         ({"validation": {"text": np.zeros((2, 8))}}, r"validation modalities \['text'\] differ"),
-        ({"validation": {"text": np.zeros((2, 8)), "image": np.zeros((2, 7))}}, "validation image embeddings have dimension 7, expected 12"),
-        ({"views": [{"text": np.zeros((59, 8)), "image": np.zeros((59, 12))}]}, r"view 1 embeddings must be row-paired \(60, as the training rows\)"),
+        (
+            {"validation": {"text": np.zeros((2, 8)), "image": np.zeros((2, 7))}},
+            "validation image embeddings have dimension 7, expected 12",
+        ),
+        (
+            {"views": [{"text": np.zeros((59, 8)), "image": np.zeros((59, 12))}]},
+            r"view 1 embeddings must be row-paired \(60, as the training rows\)",
+        ),
         ({"present": {"audio": np.ones(60, bool)}}, "present names modalities that were not given"),
     ],
 )

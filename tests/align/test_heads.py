@@ -35,9 +35,22 @@ def test_gmlp_shapes_and_gate_starts_as_identity():
 def test_heads_overfit_a_planted_dataset(head, objective):
     data = planted()
     labels = np.arange(64)
-    aligner = HeadAligner(head=head, objective=objective, dim=16, hidden=64, tokens=4, width=8,
-                          epochs=300, batch_size=64, lr=3e-3, weight_decay=0.0, dropout=0.0,
-                          patience=300, negative_target=-0.2, validation_fraction=0.0)
+    aligner = HeadAligner(
+        head=head,
+        objective=objective,
+        dim=16,
+        hidden=64,
+        tokens=4,
+        width=8,
+        epochs=300,
+        batch_size=64,
+        lr=3e-3,
+        weight_decay=0.0,
+        dropout=0.0,
+        patience=300,
+        negative_target=-0.2,
+        validation_fraction=0.0,
+    )
     aligner.fit(data)
     text, image = aligner.transform(data["text"], "text"), aligner.transform(data["image"], "image")
     assert text.shape == image.shape == (64, 16)
@@ -101,10 +114,23 @@ def test_absent_modality_values_are_ignored_and_three_modalities_align():
     data["audio"] = (data["text"] @ rng.normal(size=(24, 12))).astype(np.float32)
     present = {"audio": np.arange(96) % 3 != 0}  # a third of the items miss audio
     noisy = {**data, "audio": np.where(present["audio"][:, None], data["audio"], rng.normal(size=(96, 12)) * 50)}
-    make = lambda d: HeadAligner(dim=16, epochs=150, batch_size=96, lr=3e-3, weight_decay=0.0,  # noqa: E731
-                                 dropout=0.0, patience=150, validation_fraction=0.0).fit(d, present=present)
+
+    def make(d):
+        return HeadAligner(
+            dim=16,
+            epochs=150,
+            batch_size=96,
+            lr=3e-3,
+            weight_decay=0.0,
+            dropout=0.0,
+            patience=150,
+            validation_fraction=0.0,
+        ).fit(d, present=present)
+
     clean, dirty = make(data), make(noisy)
-    np.testing.assert_allclose(clean.transform(data["audio"], "audio"), dirty.transform(data["audio"], "audio"), atol=1e-5)
+    np.testing.assert_allclose(
+        clean.transform(data["audio"], "audio"), dirty.transform(data["audio"], "audio"), atol=1e-5
+    )
     labels = np.arange(96)
     shared = {m: clean.transform(x, m) for m, x in data.items()}
     for q, g in [("audio", "image"), ("image", "audio"), ("text", "image")]:

@@ -56,7 +56,9 @@ def test_lit_without_a_dev_split_holds_out_train_images(flickr8k, cache_dir, mod
     """A dataset with no dev split: a seeded tenth of the train images stops the tuning early."""
     train_only = PairedDataset("flickr8k-train-only", flickr8k.split("train").items[:40])
     tuner = LiTTuner(trainable_layers=1, epochs=1, batch_size=32, progress=False)
-    path = finetune_on_dataset(train_only, EmbeddingStore(cache_dir), tuner, name="minilm-lit-heldout", models_dir=models_dir)
+    path = finetune_on_dataset(
+        train_only, EmbeddingStore(cache_dir), tuner, name="minilm-lit-heldout", models_dir=models_dir
+    )
     record = json.loads((path / "xmodal-finetune.json").read_text())
     assert record["dev_split"] is None and record["params"]["validation_fraction"] == 0.1
     assert len(record["validation_loss"]) == 2  # before tuning, and after the one epoch

@@ -16,9 +16,13 @@ def test_info_nce_matches_a_hand_computed_batch():
     b = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     scale = torch.tensor(math.log(2.0))  # logits = 2 * a b^T = [[2, 1.2], [0, 1.6]]
     # rows a->b: -log softmax: row0 = -log(e^2/(e^2+e^1.2)), row1 = -log(e^1.6/(e^0+e^1.6))
-    a_to_b = (-math.log(math.exp(2) / (math.exp(2) + math.exp(1.2))) - math.log(math.exp(1.6) / (1 + math.exp(1.6)))) / 2
+    a_to_b = (
+        -math.log(math.exp(2) / (math.exp(2) + math.exp(1.2))) - math.log(math.exp(1.6) / (1 + math.exp(1.6)))
+    ) / 2
     # columns b->a: logits^T = [[2, 0], [1.2, 1.6]]
-    b_to_a = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(math.exp(1.6) / (math.exp(1.2) + math.exp(1.6)))) / 2
+    b_to_a = (
+        -math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(math.exp(1.6) / (math.exp(1.2) + math.exp(1.6)))
+    ) / 2
     assert symmetric_info_nce(a, b, scale).item() == pytest.approx((a_to_b + b_to_a) / 2, rel=1e-6)
 
 

@@ -48,7 +48,12 @@ def test_gaussian_w2_is_the_same_with_fewer_rows_than_dimensions():
     x, y = gaussian(30, 11, d=50), 0.5 * gaussian(40, 12, d=50) + 0.3
     sx, sy = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
     root = np.real(sqrtm(sx))
-    reference = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(sx) + np.trace(sy) - 2 * np.trace(np.real(sqrtm(root @ sy @ root)))
+    reference = (
+        np.sum((x.mean(0) - y.mean(0)) ** 2)
+        + np.trace(sx)
+        + np.trace(sy)
+        - 2 * np.trace(np.real(sqrtm(root @ sy @ root)))
+    )
     assert gaussian_w2(x, y) == pytest.approx(np.sqrt(reference), rel=1e-4)
     assert gaussian_w2(y, x) == pytest.approx(np.sqrt(reference), rel=1e-4)
 

@@ -21,8 +21,22 @@ ALIGNERS = ["procrustes-t2i", "cca-128-weighted"]
 @pytest.fixture(scope="module")
 def report(data_root, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    args = ["analyze", "flickr8k", "--out", str(out), "--limit", "40", "--failures", "3", "--learned", "bilinear",
-            "--data", str(data_root), "--cache", str(cache_dir)]
+    args = [
+        "analyze",
+        "flickr8k",
+        "--out",
+        str(out),
+        "--limit",
+        "40",
+        "--failures",
+        "3",
+        "--learned",
+        "bilinear",
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache_dir),
+    ]
     for name in ALIGNERS:
         args += ["--aligner", name]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
@@ -86,7 +100,10 @@ def test_zero_pad_keeps_coordinates():
 @pytest.mark.weights
 def test_similarity_rows_skip_what_dimensions_forbid(flickr8k, cache_dir):
     store = EmbeddingStore(cache_dir)
-    train, test = (embed_split(flickr8k.split(s).subset(40), store, "minilm", "efficientnet-lite0", progress=False) for s in ("train", "test"))
+    train, test = (
+        embed_split(flickr8k.split(s).subset(40), store, "minilm", "efficientnet-lite0", progress=False)
+        for s in ("train", "test")
+    )
     spaces = fit_spaces(["procrustes-t2i"], TrainingSet.from_pairs(train))
     rows = similarity_rows(spaces, train, test, learned=["mlp", "bilinear"])
     got = {(r["space"], r["similarity"]) for r in rows}
@@ -102,8 +119,22 @@ def test_similarity_rows_skip_what_dimensions_forbid(flickr8k, cache_dir):
 @pytest.mark.weights
 def test_analyze_measures_a_fitted_model_with_its_encoders(small_model, data_root, cache_dir, tmp_path):
     model_file = small_model.save(tmp_path / "small.npz")
-    args = ["analyze", "flickr8k", "--out", str(tmp_path / "report"), "--limit", "30", "--failures", "1",
-            "--model", str(model_file), "--data", str(data_root), "--cache", str(cache_dir)]
+    args = [
+        "analyze",
+        "flickr8k",
+        "--out",
+        str(tmp_path / "report"),
+        "--limit",
+        "30",
+        "--failures",
+        "1",
+        "--model",
+        str(model_file),
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache_dir),
+    ]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "report" / "analysis.json").read_text())

@@ -32,9 +32,7 @@ def test_check_embeddings_reports_nonfinite_rows():
     x = np.ones((30, 4))
     x[17, 2] = np.nan
     x[25, 0] = np.inf
-    with pytest.raises(
-        ValueError, match=r"image embeddings contain NaN or inf in 2 rows \(first: row 17\)"
-    ):
+    with pytest.raises(ValueError, match=r"image embeddings contain NaN or inf in 2 rows \(first: row 17\)"):
         check_embeddings(x, "image embeddings")
 
 

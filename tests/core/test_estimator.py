@@ -44,7 +44,10 @@ def test_sklearn_clone_and_set_params(estimator):
 def test_a_parameter_grid_of_fresh_estimators():
     """scikit-learn's model-selection helpers drive xmodal estimators: a grid over CCA."""
     data = _pair()
-    fitted = [clone(CCAAligner()).set_params(**params).fit(data) for params in ParameterGrid({"n_components": [2, 4], "reg": [0.1, 1.0]})]
+    fitted = [
+        clone(CCAAligner()).set_params(**params).fit(data)
+        for params in ParameterGrid({"n_components": [2, 4], "reg": [0.1, 1.0]})
+    ]
     assert sorted((a.n_components, a.reg) for a in fitted) == [(2, 0.1), (2, 1.0), (4, 0.1), (4, 1.0)]
     assert {a.transform(data["text"], "text").shape[1] for a in fitted} == {2, 4}
 
@@ -66,11 +69,15 @@ def test_save_writes_json_params_and_arrays_without_pickle(tmp_path):
         assert all(archive[name].dtype != object for name in archive.files)
         assert {"state/weights_/text.weight", "state/logit_scale_", "state/loss_history_"} <= set(archive.files)
     header = read_header(path)
-    assert header["class"] == "HeadAligner" and header["params"] == head.get_params() and header["note"] == {"why": "test"}
+    assert (
+        header["class"] == "HeadAligner" and header["params"] == head.get_params() and header["note"] == {"why": "test"}
+    )
     assert header["attributes"] == {"modalities_": ["text", "image"], "dims_": {"text": 10, "image": 14}}
     loaded = Aligner.load(path)
     assert loaded.modalities_ == ("text", "image")
-    np.testing.assert_array_equal(loaded.transform(_pair()["image"], "image"), head.transform(_pair()["image"], "image"))
+    np.testing.assert_array_equal(
+        loaded.transform(_pair()["image"], "image"), head.transform(_pair()["image"], "image")
+    )
 
 
 def test_load_refuses_another_kind_of_estimator(tmp_path):
@@ -83,9 +90,18 @@ def test_an_aligner_file_of_the_first_format_still_loads(tmp_path):
     """Files written before the shared format: modalities and dims at the top of the header."""
     data = _pair()
     cca = CCAAligner(n_components=4).fit(data)
-    state = {f"state/{k}" + (f"/{m}" if m else ""): v for k, vs in cca._learned().items() if k not in ("modalities_", "dims_")
-             for m, v in (vs.items() if isinstance(vs, dict) else [("", vs)])}
-    header = {"class": "CCAAligner", "params": cca.get_params(), "modalities": ["text", "image"], "dims": {"text": 10, "image": 14}}
+    state = {
+        f"state/{k}" + (f"/{m}" if m else ""): v
+        for k, vs in cca._learned().items()
+        if k not in ("modalities_", "dims_")
+        for m, v in (vs.items() if isinstance(vs, dict) else [("", vs)])
+    }
+    header = {
+        "class": "CCAAligner",
+        "params": cca.get_params(),
+        "modalities": ["text", "image"],
+        "dims": {"text": 10, "image": 14},
+    }
     np.savez(tmp_path / "old.npz", header=np.array(json.dumps(header)), **state)
     old = Aligner.load(tmp_path / "old.npz")
     for m, x in data.items():

@@ -75,9 +75,6 @@ def test_load_dataset_flickr8k_missing_root(tmp_path):
 
 
 def test_load_dataset_unknown_name():
-    message = (
-        "unknown dataset 'coco': expected 'flickr8k' or 'flickr8k-multi30k' "
-        "or a path to a .jsonl/.csv manifest"
-    )
+    message = "unknown dataset 'coco': expected 'flickr8k' or 'flickr8k-multi30k' or a path to a .jsonl/.csv manifest"
     with pytest.raises(DataError, match=message):
         load_dataset("coco")

@@ -86,9 +86,7 @@ def test_default_root_relative_to_working_directory(monkeypatch, tmp_path):
 # --- small broken copies -------------------------------------------------------------------
 
 IMAGES = ["a.jpg", "b.jpg", "c.jpg"]
-CAPTIONS = (
-    'image,caption\na.jpg,A cat .\na.jpg,"A cat, sleeping ."\nb.jpg,A dog .\nc.jpg,A bird .\n'
-)
+CAPTIONS = 'image,caption\na.jpg,A cat .\na.jpg,"A cat, sleeping ."\nb.jpg,A dog .\nc.jpg,A bird .\n'
 SPLITS = {"train": "a.jpg\n", "dev": "b.jpg\n", "test": "c.jpg\n"}
 
 
@@ -187,4 +185,3 @@ def test_image_in_two_splits(tmp_path):
     message = r"image a\.jpg is already listed at " + re.escape(f"{train_file}:1")
     with pytest.raises(DataError, match=located(dev_file, 2, message)):
         load_flickr8k(tmp_path)
-

@@ -100,8 +100,7 @@ JSONL_ERRORS = [
     ('{"text": "ok"}\n', 1, "missing or empty id"),
     ('{"id": "  ", "text": "ok"}\n', 1, "missing or empty id"),
     ('{"id": 7, "text": "ok"}\n', 1, "'id' must be a string, got 7"),
-    ('{"id": "a", "text": "ok"}\n\n{"id": "a", "text": "again"}\n', 3,
-     r"duplicate id 'a' \(first on line 1\)"),
+    ('{"id": "a", "text": "ok"}\n\n{"id": "a", "text": "again"}\n', 3, r"duplicate id 'a' \(first on line 1\)"),
     ('{"id": "a", "text": ""}\n', 1, "empty caption for item 'a'"),
     ('{"id": "a", "texts": ["ok", " \\t "]}\n', 1, "empty caption for item 'a'"),
     ('{"id": "a", "texts": "one caption"}\n', 1, "'texts' must be a list of strings"),
@@ -111,10 +110,12 @@ JSONL_ERRORS = [
     ('{"id": "a", "split": "train"}\n', 1, "item 'a' has neither an image nor a caption"),
     ('{"id": "a", "split": "", "text": "ok"}\n', 1, "empty split for item 'a'"),
     ('{"id": "a", "image": "imgs/missing.jpg"}\n', 1, "image file not found: .*missing\\.jpg"),
-    ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/bad.jpg"}\n', 2,
-     "cannot read image .*bad\\.jpg"),
-    ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/half.jpg"}\n', 2,
-     "cannot read image .*half\\.jpg: .*truncated"),
+    ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/bad.jpg"}\n', 2, "cannot read image .*bad\\.jpg"),
+    (
+        '{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/half.jpg"}\n',
+        2,
+        "cannot read image .*half\\.jpg: .*truncated",
+    ),
 ]
 
 
@@ -134,10 +135,12 @@ CSV_ERRORS = [
     ("id,text\na,ok\n,ok\n", 3, "missing or empty id"),
     ("id,text\na,ok\na, \n", 3, "empty caption for item 'a'"),
     ("id,image,text\na,imgs/a.jpg,ok\na,,ok\n", 3, "empty image path for item 'a'"),
-    ("id,image,text\na,imgs/a.jpg,ok\nb,imgs/b.jpg,ok\na,imgs/c.jpg,more\n", 4,
-     r"item 'a': image '.*c\.jpg' differs from '.*a\.jpg' on line 2"),
-    ("id,split,text\na,train,ok\na,test,more\n", 3,
-     "item 'a': split 'test' differs from 'train' on line 2"),
+    (
+        "id,image,text\na,imgs/a.jpg,ok\nb,imgs/b.jpg,ok\na,imgs/c.jpg,more\n",
+        4,
+        r"item 'a': image '.*c\.jpg' differs from '.*a\.jpg' on line 2",
+    ),
+    ("id,split,text\na,train,ok\na,test,more\n", 3, "item 'a': split 'test' differs from 'train' on line 2"),
     ("id,image,text\na,imgs/a.jpg,ok\nb,imgs/gone.jpg,ok\n", 3, "image file not found: .*gone"),
     ("id,image\nb,imgs/bad.jpg\n", 2, "cannot read image .*bad\\.jpg: not a recognised"),
 ]

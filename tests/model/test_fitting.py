@@ -24,7 +24,9 @@ def small(flickr8k) -> PairedDataset:
 @pytest.mark.weights
 def test_closed_form_needs_only_the_training_pairs(small, cache_dir, models_dir):
     store = EmbeddingStore(cache_dir)
-    _, closed = pair_training_set(small, store, *ENCODERS.values(), iterative=False, models_dir=models_dir, progress=False)
+    _, closed = pair_training_set(
+        small, store, *ENCODERS.values(), iterative=False, models_dir=models_dir, progress=False
+    )
     assert closed.embeddings["text"].shape == (150, 384) and closed.embeddings["image"].shape == (150, 1280)
     np.testing.assert_array_equal(closed.groups, np.repeat(np.arange(30), 5))
     assert closed.validation is None and closed.views == []
@@ -43,13 +45,19 @@ def test_closed_form_needs_only_the_training_pairs(small, cache_dir, models_dir)
 @pytest.mark.weights
 def test_fit_model_records_how_it_was_fitted(small, cache_dir, models_dir):
     store = EmbeddingStore(cache_dir)
-    cca = fit_model(small, CCAAligner(n_components=8, reg=1.0), store, encoders=ENCODERS, models_dir=models_dir, progress=False)
+    cca = fit_model(
+        small, CCAAligner(n_components=8, reg=1.0), store, encoders=ENCODERS, models_dir=models_dir, progress=False
+    )
     assert isinstance(cca, Model) and cca.encoder_names() == ENCODERS and cca.csls_k == 10
     assert cca.about == {"dataset": "flickr8k-small", "split": "train", "pairs": 150, "validation": "none"}
-    head = fit_model(small, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False)
+    head = fit_model(
+        small, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False
+    )
     assert head.about["validation"] == "dev"
     no_dev = PairedDataset("flickr8k-train", small.items[:30])
-    held = fit_model(no_dev, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False)
+    held = fit_model(
+        no_dev, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False
+    )
     assert held.about["validation"] == "held out"
     with pytest.raises(ValueError, match=r"aligns text and image; got encoders for \['audio'\]"):
         fit_model(small, CCAAligner(), store, encoders={**ENCODERS, "audio": "minilm"}, models_dir=models_dir)

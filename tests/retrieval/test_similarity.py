@@ -32,9 +32,7 @@ def dense_csls(q: np.ndarray, g: np.ndarray, k: int, metric: str = "cosine") -> 
 def test_pairwise_cosine_and_dot_by_hand():
     q = np.array([[3.0, 4.0], [0.0, 0.0]])
     g = np.array([[1.0, 0.0], [0.0, 2.0], [-6.0, -8.0]])
-    np.testing.assert_allclose(
-        pairwise(q, g, "dot"), [[3.0, 8.0, -50.0], [0.0, 0.0, 0.0]], rtol=1e-6
-    )
+    np.testing.assert_allclose(pairwise(q, g, "dot"), [[3.0, 8.0, -50.0], [0.0, 0.0, 0.0]], rtol=1e-6)
     cos = pairwise(q, g)  # zero query row stays zero, no NaN
     np.testing.assert_allclose(cos, [[0.6, 0.8, -1.0], [0.0, 0.0, 0.0]], rtol=1e-6)
     assert cos.dtype == np.float32
@@ -43,7 +41,9 @@ def test_pairwise_cosine_and_dot_by_hand():
 def test_distance_similarities_by_hand():
     q = np.array([[0.0, 0.0], [1.0, 1.0]])
     g = np.array([[3.0, 4.0], [1.0, 1.0], [-1.0, 2.0]])
-    np.testing.assert_allclose(pairwise(q, g, "euclidean"), [[-5.0, -np.sqrt(2), -np.sqrt(5)], [-np.sqrt(13), 0.0, -np.sqrt(5)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        pairwise(q, g, "euclidean"), [[-5.0, -np.sqrt(2), -np.sqrt(5)], [-np.sqrt(13), 0.0, -np.sqrt(5)]], rtol=1e-6
+    )
     np.testing.assert_allclose(pairwise(q, g, "manhattan"), [[-7.0, -2.0, -3.0], [-5.0, 0.0, -3.0]], rtol=1e-6)
     assert pairwise(q, g, "manhattan").dtype == pairwise(q, g, "euclidean").dtype == np.float32
 

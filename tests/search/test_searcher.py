@@ -139,7 +139,9 @@ def test_adding_items_matches_building_at_once(gallery_items, small_model, cache
 
 
 def test_loading_refuses_other_encoders(saved, models_dir, tmp_path):
-    with pytest.raises(EncoderMismatchError, match="text encoder 'mpnet' was asked for, but .* fitted on text encoder 'minilm'"):
+    with pytest.raises(
+        EncoderMismatchError, match="text encoder 'mpnet' was asked for, but .* fitted on text encoder 'minilm'"
+    ):
         Searcher.load(saved, encoders={"text": "mpnet"}, models_dir=models_dir)
     with pytest.raises(EncoderMismatchError, match="backend 'torch' was asked for, but .* fitted with backend 'onnx'"):
         Searcher.load(saved, backend="torch", models_dir=models_dir)
@@ -177,7 +179,9 @@ def test_a_gallery_of_texts_searched_by_image(cache_dir, models_dir, index, tmp_
     texts.write_text("\n".join(item.captions[0] for item in index.items[:10]) + "\n\n")
     items = items_from_texts(texts)
     assert [i.id for i in items[:2]] == ["captions:1", "captions:2"] and len(items) == 10
-    gallery = Searcher.build(items, index.model, modality="text", store=EmbeddingStore(cache_dir), models_dir=models_dir)
+    gallery = Searcher.build(
+        items, index.model, modality="text", store=EmbeddingStore(cache_dir), models_dir=models_dir
+    )
     hits = gallery.search(image=index.items[0].path, k=10)
     assert {h.id for h in hits} == {i.id for i in items} and hits[0].path is None
     with pytest.raises(ValueError, match="CSLS needs reference queries"):

@@ -74,7 +74,12 @@ def test_image_search_by_upload(client, index):
 def test_item_and_thumbnail(client, index):
     item = index.items[2]
     body = client.get(f"/items/{item.id}").json()
-    assert body == {"id": item.id, "path": item.path, "captions": list(item.captions), "thumbnail": f"/thumbnails/{item.id}"}
+    assert body == {
+        "id": item.id,
+        "path": item.path,
+        "captions": list(item.captions),
+        "thumbnail": f"/thumbnails/{item.id}",
+    }
     thumb = client.get(body["thumbnail"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 256
@@ -90,25 +95,55 @@ BAD_REQUESTS = {
     "no query": (lambda c, i: c.get("/search"), 422, "q: Field required"),
     "k = 0": (lambda c, i: c.get("/search", params={"q": "a dog", "k": 0}), 400, "k must be >= 1, got 0"),
     "k < 0": (lambda c, i: c.get("/search", params={"q": "a dog", "k": -3}), 400, "k must be >= 1, got -3"),
-    "k over the gallery": (lambda c, i: c.get("/search", params={"q": "a dog", "k": N_GALLERY + 1}), 400,
-                           f"k must be between 1 and the gallery size {N_GALLERY}, got {N_GALLERY + 1}"),
-    "k not a number": (lambda c, i: c.get("/search", params={"q": "a dog", "k": "ten"}), 422, "k: Input should be a valid integer"),
-    "image k over the gallery": (lambda c, i: c.post("/search/image", params={"k": 99}, files={"image": ("a.jpg", _jpeg(i))}), 400,
-                                 f"gallery size {N_GALLERY}, got 99"),
-    "not an image": (lambda c, i: c.post("/search/image", files={"image": ("notes.txt", b"hello, not an image")}), 400,
-                     "cannot read image upload 'notes.txt': not a recognised image format"),
-    "truncated image": (lambda c, i: c.post("/search/image", files={"image": ("half.jpg", _jpeg(i)[: len(_jpeg(i)) // 2])}), 400,
-                        "cannot read image upload 'half.jpg': image file is truncated"),
+    "k over the gallery": (
+        lambda c, i: c.get("/search", params={"q": "a dog", "k": N_GALLERY + 1}),
+        400,
+        f"k must be between 1 and the gallery size {N_GALLERY}, got {N_GALLERY + 1}",
+    ),
+    "k not a number": (
+        lambda c, i: c.get("/search", params={"q": "a dog", "k": "ten"}),
+        422,
+        "k: Input should be a valid integer",
+    ),
+    "image k over the gallery": (
+        lambda c, i: c.post("/search/image", params={"k": 99}, files={"image": ("a.jpg", _jpeg(i))}),
+        400,
+        f"gallery size {N_GALLERY}, got 99",
+    ),
+    "not an image": (
+        lambda c, i: c.post("/search/image", files={"image": ("notes.txt", b"hello, not an image")}),
+        400,
+        "cannot read image upload 'notes.txt': not a recognised image format",
+    ),
+    "truncated image": (
+        lambda c, i: c.post("/search/image", files={"image": ("half.jpg", _jpeg(i)[: len(_jpeg(i)) // 2])}),
+        400,
+        "cannot read image upload 'half.jpg': image file is truncated",
+    ),
     "no file": (lambda c, i: c.post("/search/image"), 422, "image: Field required"),
-    "upload over 10 MB": (lambda c, i: c.post("/search/image", files={"image": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 2**20))}), 413,
-                          "the upload is over 10 MB"),
-    "upload just over 10 MB": (lambda c, i: c.post("/search/image", files={"image": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1))}), 413,
-                               "the upload is over 10 MB"),
+    "upload over 10 MB": (
+        lambda c, i: c.post("/search/image", files={"image": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 2**20))}),
+        413,
+        "the upload is over 10 MB",
+    ),
+    "upload just over 10 MB": (
+        lambda c, i: c.post("/search/image", files={"image": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1))}),
+        413,
+        "the upload is over 10 MB",
+    ),
     "unknown item": (lambda c, i: c.get("/items/nope.jpg"), 404, "unknown item id 'nope.jpg'"),
     "unknown thumbnail": (lambda c, i: c.get("/thumbnails/nope.jpg"), 404, "unknown item id 'nope.jpg'"),
-    "path traversal": (lambda c, i: c.get("/thumbnails/..%2F..%2F..%2Fetc%2Fpasswd"), 400, "invalid item id '../../../etc/passwd'"),
+    "path traversal": (
+        lambda c, i: c.get("/thumbnails/..%2F..%2F..%2Fetc%2Fpasswd"),
+        400,
+        "invalid item id '../../../etc/passwd'",
+    ),
     "absolute path": (lambda c, i: c.get("/thumbnails/%2Fetc%2Fpasswd"), 400, "invalid item id '/etc/passwd'"),
-    "traversal to a real image": (lambda c, i: c.get(f"/thumbnails/..%2FImages%2F{i.items[0].id}"), 400, "invalid item id"),
+    "traversal to a real image": (
+        lambda c, i: c.get(f"/thumbnails/..%2FImages%2F{i.items[0].id}"),
+        400,
+        "invalid item id",
+    ),
 }
 
 

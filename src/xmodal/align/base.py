@@ -166,7 +166,9 @@ class Aligner(Estimator):
         counts = {len(x) for x in checked.values()}
         if len(counts) != 1 or (rows is not None and counts != {rows}):
             expected = f" ({rows}, as the training rows)" if rows is not None else ""
-            raise ValueError(f"{what} embeddings must be row-paired{expected}, got {[len(x) for x in checked.values()]}")
+            raise ValueError(
+                f"{what} embeddings must be row-paired{expected}, got {[len(x) for x in checked.values()]}"
+            )
         return checked
 
 

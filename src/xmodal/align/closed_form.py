@@ -23,9 +23,7 @@ class IdentityAligner(Aligner):
 
     def _fit(self, data: dict[str, np.ndarray]) -> None:
         if len(set(self.dims_.values())) != 1:
-            raise ValueError(
-                f"IdentityAligner needs modalities of equal dimension, got {self.dims_}"
-            )
+            raise ValueError(f"IdentityAligner needs modalities of equal dimension, got {self.dims_}")
 
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         return x
@@ -48,8 +46,7 @@ class _DirectedAligner(Aligner):
                 f"does not match the fitted modalities {list(data)}"
             )
         self.mean_ = {
-            m: x.mean(axis=0, dtype=np.float64) if self.center else np.zeros(x.shape[1])
-            for m, x in data.items()
+            m: x.mean(axis=0, dtype=np.float64) if self.center else np.zeros(x.shape[1]) for m, x in data.items()
         }
         a = data[self.source] - self.mean_[self.source].astype(np.float32)
         b = data[self.target] - self.mean_[self.target].astype(np.float32)
@@ -175,9 +172,6 @@ class CCAAligner(Aligner):
 def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:
     """Top ``n_components`` principal axes of centred ``x`` as columns (``d x k``)."""
     if not 1 <= n_components <= min(x.shape):
-        raise ValueError(
-            f"n_components must be in [1, {min(x.shape)}] for data of shape {x.shape}, "
-            f"got {n_components}"
-        )
+        raise ValueError(f"n_components must be in [1, {min(x.shape)}] for data of shape {x.shape}, got {n_components}")
     _, vectors = np.linalg.eigh(linalg.cross_product(x, x))
     return vectors[:, ::-1][:, :n_components]

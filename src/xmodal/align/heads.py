@@ -33,9 +33,7 @@ class MLPHead(nn.Module):
     def __init__(self, d_in: int, d_out: int, hidden: int, dropout: float):
         super().__init__()
         self.linear = nn.Linear(d_in, d_out)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out)
-        )
+        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.mlp(x)
@@ -203,13 +201,18 @@ class HeadAligner(Aligner):
             raise ValueError(f"unknown init {self.init!r}; choose 'random' or 'cca'")
         n, copies = len(next(iter(data.values()))), 1 + len(views)
         arrays = {m: np.concatenate([x, *(v[m] for v in views)]) if views else x for m, x in data.items()}
-        group_rows = rows_by_group(None if groups is None and not views else np.tile(
-            np.arange(n) if groups is None else groups, copies), n * copies)
+        group_rows = rows_by_group(
+            None if groups is None and not views else np.tile(np.arange(n) if groups is None else groups, copies),
+            n * copies,
+        )
         masks = None if present is None else {m: np.tile(mask, copies) for m, mask in present.items()}
         tensors = {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in arrays.items()}
         monitored: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None] | None = None
         if validation is not None:
-            monitored = ({m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in validation.items()}, None)
+            monitored = (
+                {m: torch.from_numpy(np.ascontiguousarray(x, np.float32)) for m, x in validation.items()},
+                None,
+            )
         elif (carved := holdout(group_rows, self.validation_fraction, self.seed)) is not None:
             group_rows, held = carved
             monitored = ({m: t[held] for m, t in tensors.items()}, _take(masks, held))
@@ -232,8 +235,18 @@ class HeadAligner(Aligner):
             return batch_loss(rows[: 4 * self.batch_size])
 
         history = train(
-            heads, optimiser, batch_loss, monitor, group_rows, rng, epochs=self.epochs, batch_size=self.batch_size,
-            patience=self.patience, logit_scale=logit_scale, desc=f"{self.head} head", progress=self.progress,
+            heads,
+            optimiser,
+            batch_loss,
+            monitor,
+            group_rows,
+            rng,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            logit_scale=logit_scale,
+            desc=f"{self.head} head",
+            progress=self.progress,
         )
         self.weights_ = {k: v.numpy() for k, v in heads.state_dict().items()}
         self.logit_scale_ = np.float64(logit_scale.item())
@@ -275,4 +288,3 @@ def init_linear_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim:
 
 def _take(masks: dict[str, np.ndarray] | None, rows: np.ndarray) -> dict[str, torch.Tensor] | None:
     return None if masks is None else {m: torch.from_numpy(mask[rows]) for m, mask in masks.items()}
-

@@ -18,9 +18,7 @@ def _check_paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"expected 2-D arrays, got shapes {a.shape} and {b.shape}")
     if a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"paired arrays need the same number of rows, got {a.shape[0]} and {b.shape[0]}"
-        )
+        raise ValueError(f"paired arrays need the same number of rows, got {a.shape[0]} and {b.shape[0]}")
     if a.shape[0] == 0:
         raise ValueError("paired arrays are empty")
     return a, b
@@ -72,8 +70,7 @@ def inverse_sqrt_psd(c: np.ndarray) -> np.ndarray:
     # treat anything at or below the numerical-rank tolerance as not positive definite.
     if values.min() <= values.max() * c.shape[0] * np.finfo(np.float64).eps:
         raise ValueError(
-            "matrix is not positive definite (smallest eigenvalue "
-            f"{values.min():.3g}); increase the regularisation"
+            f"matrix is not positive definite (smallest eigenvalue {values.min():.3g}); increase the regularisation"
         )
     return (vectors / np.sqrt(values)) @ vectors.T
 

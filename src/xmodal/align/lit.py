@@ -105,7 +105,9 @@ class LiTTuner(Estimator):
         val_texts = check_texts(validation[0], f"{encoder.name} (validation)")
         val_images = check_embeddings(validation[1], "validation image embeddings")
         if len(val_texts) != len(val_images):
-            raise ValueError(f"validation captions and image embeddings must be row-paired: {len(val_texts)} vs {len(val_images)}")
+            raise ValueError(
+                f"validation captions and image embeddings must be row-paired: {len(val_texts)} vs {len(val_images)}"
+            )
         rng = seeded(self.seed)
         model = encoder.model
         tuned = self._unfreeze(model)
@@ -123,7 +125,9 @@ class LiTTuner(Estimator):
         )
         views = [images, *(check_embeddings(v, f"image view {i + 1}") for i, v in enumerate(image_views))]
         if any(v.shape != images.shape for v in views):
-            raise ValueError(f"image views must have the shape of the images {images.shape}: {[v.shape for v in views]}")
+            raise ValueError(
+                f"image views must have the shape of the images {images.shape}: {[v.shape for v in views]}"
+            )
         image_t = torch.from_numpy(np.stack([unit_rows(v) for v in views]))  # (views, n, d)
         val_image_t = torch.from_numpy(unit_rows(val_images))
 
@@ -140,9 +144,20 @@ class LiTTuner(Estimator):
 
         started = time.perf_counter()
         history = train(
-            model, optimiser, batch_loss, lambda _: loss_of(val_texts, val_image_t), group_rows, rng,
-            epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, logit_scale=logit_scale,
-            monitor_first=True, keep=tuned.__contains__, desc="LiT", progress=self.progress,
+            model,
+            optimiser,
+            batch_loss,
+            lambda _: loss_of(val_texts, val_image_t),
+            group_rows,
+            rng,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            logit_scale=logit_scale,
+            monitor_first=True,
+            keep=tuned.__contains__,
+            desc="LiT",
+            progress=self.progress,
         )
         for p in model.parameters():
             p.requires_grad_(True)
@@ -155,8 +170,14 @@ class LiTTuner(Estimator):
         """Write the tuned model as a sentence-transformers folder, with how it was made
         (``xmodal-finetune.json``); the folder appears whole or not at all."""
         self._check_fitted()
-        record = {"method": "LiT", "params": self.get_params(), "validation_loss": self.history_,
-                  "best_epoch": self.best_epoch_, "seconds": round(self.seconds_, 1), **about}
+        record = {
+            "method": "LiT",
+            "params": self.get_params(),
+            "validation_loss": self.history_,
+            "best_epoch": self.best_epoch_,
+            "seconds": round(self.seconds_, 1),
+            **about,
+        }
         with atomic_folder(path) as tmp:
             encoder.model.save(str(tmp))
             (tmp / FINETUNE_METADATA).write_text(json.dumps(record, indent=1))
@@ -181,7 +202,9 @@ class LiTTuner(Estimator):
         """Linear projections started at weighted CCA between untuned text and the images."""
         if text.shape[0] != images.shape[0]:
             raise ValueError(f"untuned text embeddings have {text.shape[0]} rows, expected {images.shape[0]}")
-        heads = nn.ModuleDict({"text": nn.Linear(text.shape[1], self.dim), "image": nn.Linear(images.shape[1], self.dim)})
+        heads = nn.ModuleDict(
+            {"text": nn.Linear(text.shape[1], self.dim), "image": nn.Linear(images.shape[1], self.dim)}
+        )
         init_linear_from_cca(heads, {"text": unit_rows(text), "image": unit_rows(images)}, self.dim)
         return heads
 
@@ -215,7 +238,9 @@ def finetune_on_dataset(
     encoders of other views of the images (e.g. ``efficientnet-lite0-mirror``) used as
     training augmentation."""
     if name in ENCODERS or not name.replace("-", "").replace("_", "").isalnum():
-        raise EncoderError(f"cannot name a tuned encoder {name!r}: use letters, digits, '-' or '_', not a registry name")
+        raise EncoderError(
+            f"cannot name a tuned encoder {name!r}: use letters, digits, '-' or '_', not a registry name"
+        )
     models = Path(models_dir) if models_dir is not None else default_models_dir()
     encoder = get_encoder(base, backend=backend, models_dir=models)
     if not isinstance(encoder, SentenceTransformerEncoder):
@@ -233,14 +258,28 @@ def finetune_on_dataset(
             for e in image_encoders
         ]
         t_rows, i_rows = views[0].pair_rows(first_only)
-        return [captions[i] for i in t_rows], [v.image[i_rows] for v in views], views[0].text_items[t_rows], views[0].text[t_rows]
+        return (
+            [captions[i] for i in t_rows],
+            [v.image[i_rows] for v in views],
+            views[0].text_items[t_rows],
+            views[0].text[t_rows],
+        )
 
-    texts, (image_rows, *view_rows), groups, untuned = caption_image_pairs(train_split, False, [image_encoder, *image_views])
+    texts, (image_rows, *view_rows), groups, untuned = caption_image_pairs(
+        train_split, False, [image_encoder, *image_views]
+    )
     validation = None
     if dev_split in dataset.splits:
         val_texts, (val_images,), _, _ = caption_image_pairs(dev_split, True, [image_encoder])
         validation = (val_texts, val_images)
     tuner.fit(encoder, texts, image_rows, groups, validation, untuned=untuned, image_views=view_rows)
-    about = {"base": base, "image_encoder": image_encoder, "image_views": list(image_views), "dataset": dataset.name,
-             "train_split": train_split, "dev_split": dev_split if validation else None, "pairs": len(texts)}
+    about = {
+        "base": base,
+        "image_encoder": image_encoder,
+        "image_views": list(image_views),
+        "dataset": dataset.name,
+        "train_split": train_split,
+        "dev_split": dev_split if validation else None,
+        "pairs": len(texts),
+    }
     return tuner.save_encoder(encoder, models / name, about)

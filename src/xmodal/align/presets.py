@@ -51,7 +51,9 @@ def _head(head: str, objective: str, init: str) -> Callable[[], Aligner]:
 
 
 TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
-    f"head-{head}{'-pcmr' if objective == 'pcmr' else ''}{'-cca' if init == 'cca' else ''}": _head(head, objective, init)
+    f"head-{head}{'-pcmr' if objective == 'pcmr' else ''}{'-cca' if init == 'cca' else ''}": _head(
+        head, objective, init
+    )
     for objective in ("pcmc", "pcmr")
     for head in HEAD_KINDS
     for init in ("random", "cca")

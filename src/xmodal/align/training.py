@@ -151,8 +151,13 @@ def train(
     for _ in range(epochs):
         module.train()
         rows = epoch_rows(group_rows, rng)
-        bar = tqdm(range(0, len(rows), batch_size), desc=f"{desc} epoch {len(losses) + 1 - monitor_first}",
-                   unit="batch", disable=not progress, leave=False)
+        bar = tqdm(
+            range(0, len(rows), batch_size),
+            desc=f"{desc} epoch {len(losses) + 1 - monitor_first}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
         for start in bar:
             batch = rows[start : start + batch_size]
             if len(batch) < 2:

@@ -26,15 +26,29 @@ from xmodal.retrieval.similarity import SIMILARITIES, pairwise
 from xmodal.store import SplitEmbeddings
 
 GAP_COLUMNS = (
-    "centroid gap", "W2 exact", "W2 sliced", "W2 Gaussian", "CKA", "alignment",
-    "uniformity text", "uniformity image", "hub skew t2i", "never t2i %", "hub skew i2t", "never i2t %",
-    "t2i R@10", "i2t R@10", "mean R@10",
+    "centroid gap",
+    "W2 exact",
+    "W2 sliced",
+    "W2 Gaussian",
+    "CKA",
+    "alignment",
+    "uniformity text",
+    "uniformity image",
+    "hub skew t2i",
+    "never t2i %",
+    "hub skew i2t",
+    "never i2t %",
+    "t2i R@10",
+    "i2t R@10",
+    "mean R@10",
 )
 HUB_K = 10
 EXACT_SAMPLES = 1000
 
 
-def gap_row(space: SplitEmbeddings, seed: int = 0, known_ranks: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+def gap_row(
+    space: SplitEmbeddings, seed: int = 0, known_ranks: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
     """Every geometry measure of one space, on L2-normalised rows (cosine geometry):
     centroid gap and the W2 variants between all text and all image rows (exact W2 on the
     first caption of each of at most 1,000 items against their images), CKA and alignment
@@ -72,7 +86,10 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
-def gap_correlations(rows: dict[str, dict[str, float]], measures: Sequence[str] = ("W2 exact", "W2 sliced", "W2 Gaussian", "centroid gap", "CKA")) -> dict[str, dict[str, float]]:
+def gap_correlations(
+    rows: dict[str, dict[str, float]],
+    measures: Sequence[str] = ("W2 exact", "W2 sliced", "W2 Gaussian", "centroid gap", "CKA"),
+) -> dict[str, dict[str, float]]:
     """Pearson and Spearman correlation of each measure with mean R@10 across the rows given
     (``{measure: {"pearson": r, "spearman": rho, "n": rows}}``; NaN with fewer than 3 rows)."""
     recall = np.array([r["mean R@10"] for r in rows.values()])
@@ -118,10 +135,14 @@ def similarity_rows(
             if name == "mlp" and not same_dim:
                 continue
             model = _fit_learned(
-                LearnedSimilarity(form=name, seed=seed), _mapped(space, train), None if dev is None else _mapped(space, dev)
+                LearnedSimilarity(form=name, seed=seed),
+                _mapped(space, train),
+                None if dev is None else _mapped(space, dev),
             )
             scores = np.concatenate([s for _, s in model.scorer(mapped_test.text, mapped_test.image).chunks()])
-            rows.append({"space": space.name, "similarity": f"learned {name}", **_recall(ranks_both_ways(scores, test))})
+            rows.append(
+                {"space": space.name, "similarity": f"learned {name}", **_recall(ranks_both_ways(scores, test))}
+            )
     return rows
 
 

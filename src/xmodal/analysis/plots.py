@@ -43,7 +43,9 @@ def projection_figure(spaces: Mapping[str, SplitEmbeddings], path: Path, n_pairs
     return _save(fig, path)
 
 
-def similarity_histograms(spaces: Mapping[str, SplitEmbeddings], path: Path, n_negatives: int = 20000, seed: int = 0) -> Path:
+def similarity_histograms(
+    spaces: Mapping[str, SplitEmbeddings], path: Path, n_negatives: int = 20000, seed: int = 0
+) -> Path:
     """One panel per space: cosine similarity of matched (caption, image) pairs vs random
     non-matched ones."""
     fig, axes = _grid(len(spaces), width=4.2, height=3.2)
@@ -73,8 +75,13 @@ def recall_curves(ranks_by_space: Mapping[str, Mapping[str, np.ndarray]], path: 
         for name, by_direction in ranks_by_space.items():
             r = by_direction[direction]
             ax.plot(ks, [100.0 * np.mean(r <= k) for k in ks], label=name)
-        ax.set(title={"t2i": "text → image", "i2t": "image → text"}.get(direction, direction),
-               xlabel="K", ylabel="R@K (%)", xlim=(1, max_k), ylim=(0, 100))
+        ax.set(
+            title={"t2i": "text → image", "i2t": "image → text"}.get(direction, direction),
+            xlabel="K",
+            ylabel="R@K (%)",
+            xlim=(1, max_k),
+            ylim=(0, 100),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Recall at K (cosine)")

@@ -71,7 +71,9 @@ def analyze(
     names = ["train", *(["dev"] if "dev" in dataset.splits else []), split]
     splits = {name: dataset.split(name).subset(limit) for name in dict.fromkeys(names)}
     emb = {
-        name: embed_split(d, store, text_encoder, image_encoder, backend=backend, models_dir=models_dir, progress=progress)
+        name: embed_split(
+            d, store, text_encoder, image_encoder, backend=backend, models_dir=models_dir, progress=progress
+        )
         for name, d in splits.items()
     }
     dev = emb.get("dev")
@@ -100,7 +102,9 @@ def analyze(
 
     encoders = f"text {_name(text_encoder)}, image {_name(image_encoder)}"
     title = f"{dataset.name} {split}{f' (first {limit} items)' if limit else ''}: {encoders}"
-    analysis = Analysis(title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds)
+    analysis = Analysis(
+        title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds
+    )
     out.mkdir(parents=True, exist_ok=True)
     record = {**vars(analysis), "figures": [str(p.relative_to(out)) for p in figures]}
     write_text_atomic(out / "analysis.json", json.dumps(record, indent=1, default=float))
@@ -116,7 +120,9 @@ def _model_name(model: Model) -> str:
     return f"model {model.path.stem}" if model.path is not None else f"model {type(model.aligner).__name__}"
 
 
-def worst_failures(split: SplitEmbeddings, t2i_ranks: np.ndarray, dataset: PairedDataset, thumbs: Path, n: int, shown: int = 3) -> list[dict]:
+def worst_failures(
+    split: SplitEmbeddings, t2i_ranks: np.ndarray, dataset: PairedDataset, thumbs: Path, n: int, shown: int = 3
+) -> list[dict]:
     """The ``n`` text queries whose right image ranks worst: the query, its ``shown`` top (wrong)
     images and the right one, with thumbnails written under ``thumbs``."""
     texts, images = dataset.flatten("text"), dataset.flatten("image")
@@ -125,12 +131,17 @@ def worst_failures(split: SplitEmbeddings, t2i_ranks: np.ndarray, dataset: Paire
     for row in np.argsort(-t2i_ranks, kind="stable")[:n]:
         item = split.text_items[row]
         right = int(np.flatnonzero(split.image_items == item)[0])
-        failures.append({
-            "query": texts.values[row],
-            "rank": int(t2i_ranks[row]),
-            "retrieved": [{"thumb": _thumbnail(images.values[i], thumbs), "score": float(s)} for i, s in zip(top[row], scores[row])],
-            "right": _thumbnail(images.values[right], thumbs),
-        })
+        failures.append(
+            {
+                "query": texts.values[row],
+                "rank": int(t2i_ranks[row]),
+                "retrieved": [
+                    {"thumb": _thumbnail(images.values[i], thumbs), "score": float(s)}
+                    for i, s in zip(top[row], scores[row])
+                ],
+                "right": _thumbnail(images.values[right], thumbs),
+            }
+        )
     return failures
 
 
@@ -146,15 +157,19 @@ def _thumbnail(path: str, folder: Path) -> str:
 def render_html(analysis: Analysis, out: Path) -> str:
     """The report page: tables, figures and the failure gallery."""
     gap_table = _html_table(
-        ["space", *GAP_COLUMNS], [[name, *(_fmt(row[c], c) for c in GAP_COLUMNS)] for name, row in analysis.gaps.items()], "gaps"
+        ["space", *GAP_COLUMNS],
+        [[name, *(_fmt(row[c], c) for c in GAP_COLUMNS)] for name, row in analysis.gaps.items()],
+        "gaps",
     )
     corr_table = _html_table(
         ["measure", "Pearson r", "Spearman ρ", "aligners"],
-        [[m, _fmt(c["pearson"]), _fmt(c["spearman"]), c["n"]] for m, c in analysis.correlations.items()], "correlations",
+        [[m, _fmt(c["pearson"]), _fmt(c["spearman"]), c["n"]] for m, c in analysis.correlations.items()],
+        "correlations",
     )
     sim_table = _html_table(
         ["space", "similarity", *SIMILARITY_COLUMNS],
-        [[r["space"], r["similarity"], *(_fmt(r[c], c) for c in SIMILARITY_COLUMNS)] for r in analysis.similarities], "similarities",
+        [[r["space"], r["similarity"], *(_fmt(r[c], c) for c in SIMILARITY_COLUMNS)] for r in analysis.similarities],
+        "similarities",
     )
     figures = "\n".join(
         f'<figure><img src="{p.relative_to(out)}" alt="{p.stem}"><figcaption>{p.stem.replace("_", " ")}</figcaption></figure>'
@@ -177,7 +192,7 @@ figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #
 small {{ color: #666; }}
 </style></head><body>
 <h1>xmodal analysis</h1>
-<p>{html.escape(analysis.title)} · {time.strftime('%Y-%m-%d')} · {timing}</p>
+<p>{html.escape(analysis.title)} · {time.strftime("%Y-%m-%d")} · {timing}</p>
 
 <h2>Modality gap and geometry, before and after alignment</h2>
 <p><small>All measures on L2-normalised rows. <b>none</b>: the encoders' own coordinates (the

@@ -151,17 +151,36 @@ def multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
 
 
 def write_multi30k_results(
-    runs: list[MatrixResult], json_dir: Path, markdown_path: Path, command: str, seconds: float, *,
-    csls_k: int, limit: int | None, fusions: tuple[str, ...],
+    runs: list[MatrixResult],
+    json_dir: Path,
+    markdown_path: Path,
+    command: str,
+    seconds: float,
+    *,
+    csls_k: int,
+    limit: int | None,
+    fusions: tuple[str, ...],
 ) -> None:
     """One JSON file per run, and this configuration's section of RESULTS.md replaced."""
     sections = []
     for run in runs:
         title = multi30k_title(run, csls_k, limit)
-        sections.append("\n".join([
-            f"#### {title}", "", f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):", "",
-            markdown_table(*matrix_table(run)), "", "Fused text queries -> image:", "", markdown_table(*fused_table(run, fusions)), "",
-        ]))
+        sections.append(
+            "\n".join(
+                [
+                    f"#### {title}",
+                    "",
+                    f"Fit {run.fit_seconds:.1f} s. R@1/R@5/R@10, query (rows) -> gallery (columns):",
+                    "",
+                    markdown_table(*matrix_table(run)),
+                    "",
+                    "Fused text queries -> image:",
+                    "",
+                    markdown_table(*fused_table(run, fusions)),
+                    "",
+                ]
+            )
+        )
         name = f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")
         write_json(json_dir / name, _matrix_json(run))
     key = f"Flickr8k+Multi30k{' (smoke run)' if limit else ''}{f' CSLS k={csls_k}' if csls_k else ''}: {', '.join(r.aligner for r in runs)}"
@@ -172,7 +191,10 @@ def write_multi30k_results(
 
 def _matrix_json(run: MatrixResult) -> dict[str, Any]:
     return {
-        "aligner": run.aligner, "fit_seconds": run.fit_seconds, "n_items": run.n_items, "machine": machine_description(),
+        "aligner": run.aligner,
+        "fit_seconds": run.fit_seconds,
+        "n_items": run.n_items,
+        "machine": machine_description(),
         "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in run.pairs.items()],
         "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in run.fused.items()],
     }

@@ -59,7 +59,11 @@ class BenchResult:
 
     @property
     def title(self) -> str:
-        size = f"first {self.limit} items of {self.eval_split} (smoke run)" if self.limit else f"{self.size} {self.eval_split}"
+        size = (
+            f"first {self.limit} items of {self.eval_split} (smoke run)"
+            if self.limit
+            else f"{self.size} {self.eval_split}"
+        )
         heads = " (with trained heads)" if self.trained else ""
         if self.image_views:
             heads += f", heads trained on extra views {'+'.join(self.image_views)}"
@@ -122,7 +126,9 @@ def run_pairs(
     models = {name: make_aligner(name) for name in names}
     store = EmbeddingStore(cache_dir)
     trained = any(m.iterative for m in models.values())
-    name, size = ("Flickr8k", "1k") if dataset.name == "flickr8k" else (dataset.name, f"{len(dataset.split(eval_split))}-item")
+    name, size = (
+        ("Flickr8k", "1k") if dataset.name == "flickr8k" else (dataset.name, f"{len(dataset.split(eval_split))}-item")
+    )
     result = BenchResult(text_encoder, image_encoder, name, size, eval_split, limit, trained, tuple(image_views))
     started = time.perf_counter()
     options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}

@@ -43,9 +43,7 @@ class PairedDataset:
         seen: dict[str, int] = {}
         for position, item in enumerate(self.items):
             if item.id in seen:
-                raise DataError(
-                    f"{name}: duplicate item id {item.id!r} (items {seen[item.id]} and {position})"
-                )
+                raise DataError(f"{name}: duplicate item id {item.id!r} (items {seen[item.id]} and {position})")
             seen[item.id] = position
 
     def __len__(self) -> int:
@@ -69,9 +67,7 @@ class PairedDataset:
     def split(self, name: str) -> PairedDataset:
         """The items of split ``name``; an unknown name raises :class:`DataError`."""
         if name not in self.splits:
-            raise DataError(
-                f"{self.name}: unknown split {name!r}; available splits: {', '.join(self.splits)}"
-            )
+            raise DataError(f"{self.name}: unknown split {name!r}; available splits: {', '.join(self.splits)}")
         return PairedDataset(f"{self.name}/{name}", (i for i in self.items if i.split == name))
 
     def subset(self, n: int | None) -> PairedDataset:
@@ -81,9 +77,7 @@ class PairedDataset:
     def flatten(self, modality: str) -> Flattened:
         """All values of ``modality`` in item order; items without it are skipped."""
         if modality not in self.modalities:
-            raise DataError(
-                f"{self.name}: unknown modality {modality!r}; available: {', '.join(self.modalities)}"
-            )
+            raise DataError(f"{self.name}: unknown modality {modality!r}; available: {', '.join(self.modalities)}")
         values: list[str] = []
         index: list[int] = []
         for position, item in enumerate(self.items):
@@ -91,7 +85,6 @@ class PairedDataset:
                 values.append(value)
                 index.append(position)
         return Flattened(values, np.asarray(index, dtype=np.int64))
-
 
 
 def pair_rows(items_a: np.ndarray, items_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

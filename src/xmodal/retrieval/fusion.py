@@ -81,7 +81,5 @@ def _check_parts(queries: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise ValueError("fused queries need at least one modality")
     shapes = {x.shape for x in parts}
     if len(shapes) != 1:
-        raise ValueError(
-            f"fused query modalities must be row-paired with one dimension, got shapes {sorted(shapes)}"
-        )
+        raise ValueError(f"fused query modalities must be row-paired with one dimension, got shapes {sorted(shapes)}")
     return parts

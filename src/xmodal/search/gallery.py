@@ -29,7 +29,9 @@ class IndexItem:
         return value
 
 
-def gallery_source(source: str | Path, *, data_root: str | Path | None = None, split: str | None = None) -> tuple[list[IndexItem], str]:
+def gallery_source(
+    source: str | Path, *, data_root: str | Path | None = None, split: str | None = None
+) -> tuple[list[IndexItem], str]:
     """``(items, gallery modality)`` of ``source``: a folder of images, a ``.txt`` file of
     texts (one a line), or a dataset name / manifest (its images, with their captions)."""
     path = Path(source)

@@ -112,7 +112,9 @@ class Searcher:
         """The item called ``item_id``; ``KeyError`` with a clear message if there is none."""
         return self.storage.items[self.storage.row(item_id)]
 
-    def add(self, items: Sequence[IndexItem], *, store: EmbeddingStore | None = None, progress: bool = False) -> Searcher:
+    def add(
+        self, items: Sequence[IndexItem], *, store: EmbeddingStore | None = None, progress: bool = False
+    ) -> Searcher:
         """Encode and append ``items`` (existing rows are kept, not re-encoded); returns self."""
         items = list(items)
         if not items:

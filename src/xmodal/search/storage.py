@@ -212,7 +212,9 @@ class IndexStorage:
         storage._faiss = faiss.read_index(str(path / "faiss.index"))
         storage.faiss_kind = manifest["faiss_index"]
         if not len(storage.items) == storage.embeddings.shape[0] == storage._faiss.ntotal == manifest["count"]:
-            raise ValueError(f"{path}: items, embeddings and FAISS index disagree on the number of rows; rebuild the index")
+            raise ValueError(
+                f"{path}: items, embeddings and FAISS index disagree on the number of rows; rebuild the index"
+            )
         return storage
 
 

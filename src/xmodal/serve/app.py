@@ -68,8 +68,11 @@ class Health(BaseModel):
 def create_app(index: Searcher) -> FastAPI:
     """The service for ``index``: ``/search``, ``/search/image``, ``/items/{id}``,
     ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``."""
-    app = FastAPI(title="xmodal search", version=xmodal.__version__,
-                  description=f"Cross-modal search over {len(index)} {index.modality} items.")
+    app = FastAPI(
+        title="xmodal search",
+        version=xmodal.__version__,
+        description=f"Cross-modal search over {len(index)} {index.modality} items.",
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
 
@@ -90,17 +93,26 @@ def create_app(index: Searcher) -> FastAPI:
     @app.get("/health")
     def health() -> Health:
         """Liveness, and what is being served."""
-        return Health(status="ok", items=len(index), modality=index.modality,
-                      encoders={m: e.name for m, e in index.encoders.items()},
-                      aligner=type(index.model.aligner).__name__, version=xmodal.__version__)
+        return Health(
+            status="ok",
+            items=len(index),
+            modality=index.modality,
+            encoders={m: e.name for m, e in index.encoders.items()},
+            aligner=type(index.model.aligner).__name__,
+            version=xmodal.__version__,
+        )
 
     @app.get("/search")
-    def search_text(q: Annotated[str, Query(description="The text query.")], k: K = 10, csls: CSLS = False) -> SearchResponse:
+    def search_text(
+        q: Annotated[str, Query(description="The text query.")], k: K = 10, csls: CSLS = False
+    ) -> SearchResponse:
         """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
         return run_search(q, k, text=q, csls=csls)
 
     @app.post("/search/image")
-    async def search_image(image: Annotated[UploadFile, File(description="An image file, at most 10 MB.")], k: K = 10) -> SearchResponse:
+    async def search_image(
+        image: Annotated[UploadFile, File(description="An image file, at most 10 MB.")], k: K = 10
+    ) -> SearchResponse:
         """The ``k`` gallery items closest to an uploaded image."""
         data = await image.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -126,7 +138,9 @@ def create_app(index: Searcher) -> FastAPI:
     def item(item_id: str) -> ItemResponse:
         """An item's metadata: path and captions."""
         found = _item(index, item_id)
-        return ItemResponse(id=found.id, path=found.path, captions=list(found.captions), thumbnail=_thumbnail_url(index, found.id))
+        return ItemResponse(
+            id=found.id, path=found.path, captions=list(found.captions), thumbnail=_thumbnail_url(index, found.id)
+        )
 
     @app.get("/thumbnails/{item_id:path}", responses={200: {"content": {"image/jpeg": {}}}})
     def thumbnail(item_id: str) -> Response:

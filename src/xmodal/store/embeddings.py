@@ -50,7 +50,9 @@ class SplitEmbeddings:
         return {"text": self.text[t_rows], "image": self.image[i_rows]}
 
 
-def resolve_encoder(encoder: EncoderLike, backend: str = DEFAULT_BACKEND, models_dir: str | Path | None = None) -> Encoder:
+def resolve_encoder(
+    encoder: EncoderLike, backend: str = DEFAULT_BACKEND, models_dir: str | Path | None = None
+) -> Encoder:
     """``encoder`` itself, or the registry's encoder of that name."""
     return get_encoder(encoder, backend=backend, models_dir=models_dir) if isinstance(encoder, str) else encoder
 
