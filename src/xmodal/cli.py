@@ -67,11 +67,12 @@ CslsOpt = Annotated[int, typer.Option("--csls-k", min=0, help="CSLS neighbourhoo
 # A fitted model fixes its encoders, backend and scoring: these options default to the model's,
 # and one that contradicts it is refused.
 ModelTextOpt = Annotated[
-    Optional[str], typer.Option("--text-encoder", help="Only for an aligner file without its encoders (a model knows).")
+    Optional[str],
+    typer.Option("--text-encoder", help=f"Default: the model's ({DEFAULT_TEXT_ENCODER} for a bare aligner file)."),
 ]
 ModelImageOpt = Annotated[
     Optional[str],
-    typer.Option("--image-encoder", help="Only for an aligner file without its encoders (a model knows)."),
+    typer.Option("--image-encoder", help=f"Default: the model's ({DEFAULT_IMAGE_ENCODER} for a bare aligner file)."),
 ]
 ModelBackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Default: the model's.")]
 ModelCslsOpt = Annotated[

@@ -7,11 +7,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from xmodal.analysis.compare import GAP_COLUMNS, similarity_rows
 from xmodal.analysis.spaces import UNALIGNED, fit_spaces, zero_pad
-from xmodal.cli import app
 from xmodal.model import TrainingSet
 from xmodal.store import EmbeddingStore, embed_split
 
@@ -19,7 +17,7 @@ ALIGNERS = ["procrustes-t2i", "cca-128-weighted"]
 
 
 @pytest.fixture(scope="module")
-def report(data_root, cache_dir, tmp_path_factory):
+def report(data_root, cache_dir, tmp_path_factory, xmodal):
     out = tmp_path_factory.mktemp("report")
     args = [
         "analyze",
@@ -39,7 +37,7 @@ def report(data_root, cache_dir, tmp_path_factory):
     ]
     for name in ALIGNERS:
         args += ["--aligner", name]
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    result = xmodal(*args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -117,7 +115,7 @@ def test_similarity_rows_skip_what_dimensions_forbid(flickr8k, cache_dir):
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_analyze_measures_a_fitted_model_with_its_encoders(small_model, data_root, cache_dir, tmp_path):
+def test_analyze_measures_a_fitted_model_with_its_encoders(small_model, data_root, cache_dir, tmp_path, xmodal):
     model_file = small_model.save(tmp_path / "small.npz")
     args = [
         "analyze",
@@ -135,10 +133,10 @@ def test_analyze_measures_a_fitted_model_with_its_encoders(small_model, data_roo
         "--cache",
         str(cache_dir),
     ]
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    result = xmodal(*args)
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "report" / "analysis.json").read_text())
     assert list(analysis["gaps"]) == [UNALIGNED, "model small"]
     assert analysis["gaps"]["model small"]["mean R@10"] > analysis["gaps"][UNALIGNED]["mean R@10"]
-    refused = CliRunner().invoke(app, [*args, "--text-encoder", "mpnet"])
+    refused = xmodal(*args, "--text-encoder", "mpnet")
     assert refused.exit_code == 2 and "text encoder 'mpnet' was asked for" in " ".join(refused.output.split())
