@@ -44,7 +44,9 @@ def heavy_imports(src: Path) -> list[str]:
     """The libraries of :data:`HEAVY` that ``import xmodal.cli`` loads."""
     code = f"import sys, xmodal.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 def main() -> None:

