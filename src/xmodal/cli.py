@@ -144,7 +144,7 @@ def encode(
     modality = modality or enc.modality
     flat = subset.flatten(modality)
     emb = store.embed(enc, flat.values, label=f"{subset.name}/{modality}", batch_size=batch_size, progress=True)
-    source = "from cache" if store.hits else "encoded"
+    source = f"{store.hits} from the cache, {store.misses} encoded"
     console.print(f"{subset.name}: {emb.shape[0]} {modality} embeddings of dimension {emb.shape[1]} ({source})")
     if out is not None:
         np.save(out, emb)

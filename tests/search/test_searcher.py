@@ -124,13 +124,13 @@ def test_save_then_load_searches_the_same(index, saved, models_dir):
     ]
 
 
-def test_adding_items_matches_building_at_once(gallery_items, small_model, cache_dir, models_dir, index, tmp_path):
-    store = EmbeddingStore(cache_dir)
+def test_adding_items_matches_building_at_once(gallery_items, small_model, models_dir, index, tmp_path):
+    store = EmbeddingStore(tmp_path / "cache")  # empty: every miss is an encode
     items = gallery_items
     grown = Searcher.build(items[:16], small_model, store=store, models_dir=models_dir).save(tmp_path / "grown")
-    misses = store.misses
+    assert store.misses == 16 + 80
     reloaded = Searcher.load(grown, models_dir=models_dir).add(items[16:], store=store)
-    assert store.misses == misses + 2  # only the 8 new images and their captions are encoded
+    assert store.misses == 16 + 80 + 8 + 40  # only the 8 new images and their captions are encoded
     np.testing.assert_allclose(reloaded.storage.embeddings, index.storage.embeddings, atol=1e-6)
     np.testing.assert_allclose(reloaded.storage.reference, index.storage.reference, atol=1e-6)
     assert _ids(reloaded.search("a dog", k=10)) == _ids(index.search("a dog", k=10))

@@ -1,49 +1,135 @@
-"""The embedding cache: content-keyed, so a second run encodes nothing."""
+"""The embedding cache: keyed per value by content, so only what is new is encoded, and an
+interrupted encode resumes after its last whole chunk."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from xmodal.encoders import get_encoder
-from xmodal.store import EmbeddingStore, content_key
+from xmodal.store import EmbeddingStore, item_keys
 
 
-@pytest.mark.weights
-def test_second_call_is_served_from_disk(tmp_path, minilm):
-    texts = ["A dog runs .", "A girl climbs stairs ."]
+class Counting:
+    """A text encoder with known outputs (a fixed function of the text) that counts what it encodes."""
+
+    name = "counting"
+    modality = "text"
+    dim = 4
+    cache_key = "counting|v1"
+
+    def __init__(self, fail_after: int | None = None):
+        self.encoded: list[str] = []
+        self.fail_after = fail_after
+
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if self.fail_after is not None and len(self.encoded) >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.encoded += values
+        return np.array([expected(v) for v in values], np.float32)
+
+
+def expected(text: str) -> np.ndarray:
+    return np.frombuffer(hashlib.sha256(text.encode()).digest()[:16], np.uint8).astype(np.float32).reshape(4, 4).sum(1)
+
+
+def texts(n: int, start: int = 0) -> list[str]:
+    return [f"caption {i}" for i in range(start, start + n)]
+
+
+def test_rows_are_the_encoders_and_a_second_store_encodes_nothing(tmp_path):
+    encoder = Counting()
+    first = EmbeddingStore(tmp_path).embed(encoder, texts(5))
+    np.testing.assert_array_equal(first, [expected(t) for t in texts(5)])
     store = EmbeddingStore(tmp_path)
-    first = store.embed(minilm, texts, label="unit/text")
-    again = EmbeddingStore(tmp_path).embed(minilm, texts)
-    np.testing.assert_array_equal(first, again)
-    assert (store.hits, store.misses) == (0, 1)
-    files = list((tmp_path / "embeddings" / "minilm").glob("*.npy"))
-    assert len(files) == 1 and files[0].with_suffix(".json").is_file()
+    again = store.embed(Counting(), texts(5)[::-1])  # any order, any subset
+    np.testing.assert_array_equal(again, first[::-1])
+    assert (store.hits, store.misses) == (5, 0)
+    (folder,) = (tmp_path / "embeddings" / "counting").iterdir()
+    assert json.loads((folder / "encoder.json").read_text())["cache_key"] == "counting|v1"
+    assert len(list(folder.glob("*.npz"))) == 1 and not list(folder.glob(".*"))  # no temporary file left
+
+
+def test_adding_values_encodes_only_the_new_ones(tmp_path):
+    EmbeddingStore(tmp_path).embed(Counting(), texts(1000))
+    encoder, store = Counting(), EmbeddingStore(tmp_path)
+    rows = store.embed(encoder, texts(1010))
+    assert encoder.encoded == texts(10, start=1000) and (store.hits, store.misses) == (1000, 10)
+    np.testing.assert_array_equal(rows[-10:], [expected(t) for t in texts(10, start=1000)])
+
+
+def test_repeated_values_are_encoded_once(tmp_path):
+    encoder, store = Counting(), EmbeddingStore(tmp_path)
+    rows = store.embed(encoder, ["a", "b", "a", "a"])
+    assert encoder.encoded == ["a", "b"] and store.misses == 2
+    np.testing.assert_array_equal(rows[0], rows[3])
+
+
+def test_an_interrupted_encode_resumes_after_its_last_whole_chunk(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddingStore(tmp_path, chunk_rows=7).embed(Counting(fail_after=14), texts(20))
+    folder = next((tmp_path / "embeddings" / "counting").iterdir())
+    assert len(list(folder.glob("*.npz"))) == 2  # two chunks of 7 were written before the interruption
+    encoder, store = Counting(), EmbeddingStore(tmp_path, chunk_rows=7)
+    rows = store.embed(encoder, texts(20))
+    assert encoder.encoded == texts(6, start=14) and (store.hits, store.misses) == (14, 6)
+    np.testing.assert_array_equal(rows, [expected(t) for t in texts(20)])
+
+
+def test_a_one_file_cache_of_the_first_format_is_served_row_for_row(tmp_path):
+    """Caches written before per-item keys hold one file per ordered list; its rows are returned
+    unchanged (even where a per-value encode would differ in the last bits)."""
+    values = texts(3)
+    _, whole = item_keys(Counting.cache_key, values, "text")
+    old = np.arange(12, dtype=np.float32).reshape(3, 4)
+    (tmp_path / "embeddings" / "counting").mkdir(parents=True)
+    np.save(tmp_path / "embeddings" / "counting" / f"{whole[:32]}.npy", old)
+    encoder, store = Counting(), EmbeddingStore(tmp_path)
+    np.testing.assert_array_equal(store.embed(encoder, values), old)
+    assert encoder.encoded == [] and store.hits == 3
+    assert store.embed(encoder, values[:2]).tolist() == [expected(t).tolist() for t in values[:2]]  # another list
+
+
+def test_keys_follow_content_not_order_or_path(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"same bytes")
+    (tmp_path / "b.jpg").write_bytes(b"same bytes")
+    (tmp_path / "c.jpg").write_bytes(b"other bytes")
+    keys, _ = item_keys("enc", [str(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg")], "image")
+    assert keys[0] == keys[1] != keys[2]
+    assert item_keys("enc", ["x", "y"], "text")[0] == item_keys("enc", ["y", "x"], "text")[0][::-1]
+    assert item_keys("enc", ["x"], "text")[0] != item_keys("other", ["x"], "text")[0]
+    with pytest.raises(FileNotFoundError, match="cannot read image file .*nothing.jpg"):
+        item_keys("enc", [str(tmp_path / "nothing.jpg")], "image")
 
 
 @pytest.mark.weights
-def test_cache_hit_does_not_load_the_model(tmp_path, minilm):
-    texts = ["A cat sleeps ."]
-    EmbeddingStore(tmp_path).embed(minilm, texts)
+def test_a_cache_hit_does_not_load_the_model(tmp_path, minilm):
+    values = ["A cat sleeps .", "A dog runs ."]
+    first = EmbeddingStore(tmp_path).embed(minilm, values)
     fresh = get_encoder("minilm", models_dir=tmp_path)
     store = EmbeddingStore(tmp_path)
-    store.embed(fresh, texts)
-    assert store.hits == 1 and "model" not in vars(fresh)
+    np.testing.assert_array_equal(store.embed(fresh, values), first)
+    assert store.hits == 2 and "model" not in vars(fresh)
 
 
 @pytest.mark.data
-def test_key_follows_content_not_path(tmp_path, flickr8k):
+@pytest.mark.weights
+def test_a_renamed_image_is_a_hit_and_an_edited_one_a_miss(tmp_path, lite0_onnx, flickr8k):
     original = flickr8k.split("test").items[0].values["image"][0]
     copy = tmp_path / "renamed.jpg"
     shutil.copy(original, copy)
-    key = "efficientnet-lite0|onnx"
-    assert content_key(key, [original], "image") == content_key(key, [str(copy)], "image")
+    store = EmbeddingStore(tmp_path)
+    store.embed(lite0_onnx, [original])
+    store.embed(lite0_onnx, [str(copy)])
+    assert (store.hits, store.misses) == (1, 1)
     copy.write_bytes(copy.read_bytes() + b"\0")
-    assert content_key(key, [original], "image") != content_key(key, [str(copy)], "image")
-    assert content_key(key, ["a", "b"], "text") != content_key(key, ["b", "a"], "text")
-    assert content_key(key, ["ab"], "text") != content_key(key, ["a", "b"], "text")
+    store.embed(lite0_onnx, [str(copy)])
+    assert store.misses == 2
 
 
 @pytest.mark.data
@@ -55,7 +141,7 @@ def test_concatenation_caches_each_part(tmp_path, lite0_onnx, flickr8k):
     both = get_encoder("efficientnet-lite0+efficientnet-lite1", models_dir=tmp_path)
     emb = store.embed(both, paths)
     assert emb.shape == (2, 2560)
-    assert (store.hits, store.misses) == (1, 2)  # lite0 from the cache, lite1 encoded
+    assert (store.hits, store.misses) == (2, 4)  # lite0's 2 from the cache, lite1's 2 encoded
 
 
 @pytest.mark.weights

@@ -1,7 +1,7 @@
 """Embeddings on disk: the content-keyed cache, and the embeddings of a dataset split with the
 item of every row (the relevance labels)."""
 
-from xmodal.store.cache import EmbeddingStore, content_key
+from xmodal.store.cache import EmbeddingStore, item_keys
 from xmodal.store.embeddings import (
     EncoderLike,
     ModalityEmbeddings,
@@ -16,8 +16,8 @@ __all__ = [
     "EncoderLike",
     "ModalityEmbeddings",
     "SplitEmbeddings",
-    "content_key",
     "embed_modalities",
     "embed_split",
+    "item_keys",
     "resolve_encoder",
 ]

@@ -1,9 +1,20 @@
-"""Embedding cache on disk, keyed by encoder and content.
+"""Embedding cache on disk, keyed per item by encoder and content.
 
-One ``.npy`` file (plus a ``.json`` of metadata) per (encoder, ordered inputs): the key
-hashes the encoder's ``cache_key`` with every input's content — the text itself, or the
-bytes of an image file — so renaming a folder keeps the cache valid and editing an image
-invalidates it. A second run over the same data encodes nothing.
+Every value (a text, or an image file) is keyed by the SHA-256 of the encoder's ``cache_key``
+and the value's content (the text itself, or the bytes of the file), so renaming a folder
+keeps the cache valid, editing an image invalidates its own row only, and a changed dataset
+or split re-encodes only what is new. Layout, one folder per encoder function::
+
+    <cache>/embeddings/<encoder name>/<hash of its cache_key>/
+        encoder.json           name, cache key, modality, dimension (for people)
+        <chunk>.npz            ``keys`` (n x 32 bytes) and ``rows`` (n x dim float32)
+
+Values missing from the cache are encoded in chunks of :data:`CHUNK_ROWS`, each written
+atomically as soon as it is done: an encode that is killed resumes after the last whole
+chunk. Identical values are encoded once. A cache file written before per-item keys (one
+``.npy`` per ordered list of values) still serves exactly that list, row for row, so figures
+computed from it do not move (an encoder's output for a value can differ in the last float
+bits with the other values of its batch); it is only read, never written.
 """
 
 from __future__ import annotations
@@ -11,39 +22,59 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from xmodal.core.config import default_cache_dir, embeddings_dir
 from xmodal.core.files import atomic_path, write_text_atomic
 from xmodal.encoders.base import Encoder
 from xmodal.encoders.combined import Combination
 
+CHUNK_ROWS = 4096  # values encoded (and written) at a time: the unit an interrupted encode resumes from
+KEY_BYTES = 32
 
-def content_key(encoder_key: str, values: Sequence[str], modality: str) -> str:
-    """SHA-256 over the encoder key and each input's content (file bytes for images)."""
-    digest = hashlib.sha256(encoder_key.encode())
+
+def item_keys(encoder_key: str, values: Sequence[str], modality: str) -> tuple[list[bytes], str]:
+    """One SHA-256 digest per value, over the encoder key and the value's content (the bytes
+    of the file for images); and the digest of the whole ordered list (the key of the
+    one-file caches written before per-item keys)."""
+    prefix = hashlib.sha256(encoder_key.encode())
+    whole = prefix.copy()
+    keys = []
     for value in values:
-        digest.update(b"\0")
-        if modality == "image":
-            try:
-                digest.update(Path(value).read_bytes())
-            except OSError as exc:
-                raise FileNotFoundError(f"cannot read image file {value}: {exc.strerror}") from exc
-        else:
-            digest.update(value.encode())
-    return digest.hexdigest()
+        content = _content(value, modality)
+        digest = prefix.copy()
+        digest.update(content)
+        keys.append(digest.digest())
+        whole.update(b"\0")
+        whole.update(content)
+    return keys, whole.hexdigest()
+
+
+def _content(value: str, modality: str) -> bytes:
+    if modality != "image":
+        return value.encode()
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read image file {value}: {exc.strerror}") from exc
 
 
 class EmbeddingStore:
-    """Computes embeddings through an :class:`Encoder`, caching them under ``root/embeddings``."""
+    """Computes embeddings through an :class:`Encoder`, caching each value's row under
+    ``root/embeddings``. ``hits`` and ``misses`` count values served from the cache and
+    values encoded."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, chunk_rows: int = CHUNK_ROWS):
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.chunk_rows = chunk_rows
         self.hits = 0
         self.misses = 0
+        self._indexes: dict[Path, _ChunkIndex] = {}
 
     def embed(
         self,
@@ -54,45 +85,112 @@ class EmbeddingStore:
         batch_size: int = 64,
         progress: bool = False,
     ) -> np.ndarray:
-        """Embeddings of ``values`` (float32, one row each), from the cache when present.
+        """Embeddings of ``values`` (float32, one row each), from the cache where present.
 
-        ``label`` (e.g. ``"flickr8k/train/text"``) is stored in the metadata for people.
+        ``label`` (e.g. ``"flickr8k/train/text"``) is stored with each new chunk, for people.
         """
         values = [str(v) for v in values]
         if isinstance(encoder, Combination):  # cache each part on its own
             return encoder.combine(
                 [self.embed(p, values, label=label, batch_size=batch_size, progress=progress) for p in encoder.parts]
             )
-        key = content_key(encoder.cache_key, values, encoder.modality)
-        path = embeddings_dir(self.root) / _safe(encoder.name) / f"{key[:32]}.npy"
-        if path.is_file():
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape[0] == len(values):
-                self.hits += 1
-                return cached
-        self.misses += 1
-        started = time.perf_counter()
-        out = encoder.encode(values, batch_size=batch_size, progress=progress)
-        meta = {
-            "encoder": encoder.name,
-            "cache_key": encoder.cache_key,
-            "modality": encoder.modality,
-            "label": label,
-            "rows": len(values),
-            "dim": encoder.dim,
-            "seconds": round(time.perf_counter() - started, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        _atomic_save(path, out, meta)
-        return out
+        if not values:
+            return np.zeros((0, encoder.dim), np.float32)
+        keys, whole = item_keys(encoder.cache_key, values, encoder.modality)
+        legacy = _legacy_rows(embeddings_dir(self.root) / _safe(encoder.name) / f"{whole[:32]}.npy", len(values))
+        if legacy is not None:
+            self.hits += len(values)
+            return legacy
+        index = self._index(encoder)
+        missing = list(dict.fromkeys(k for k in keys if k not in index.rows))  # each new value once
+        self.hits += len(values) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}  # first position of each key
+            bar = tqdm(total=len(missing), desc=encoder.name, unit="value", disable=not progress)
+            for start in range(0, len(missing), self.chunk_rows):
+                chunk = missing[start : start + self.chunk_rows]
+                started = time.perf_counter()
+                rows = encoder.encode([values[first[k]] for k in chunk], batch_size=batch_size)
+                index.add(chunk, rows, {"label": label, "seconds": round(time.perf_counter() - started, 3)})
+                bar.update(len(chunk))
+            bar.close()
+        return index.gather(keys)
+
+    def _index(self, encoder: Encoder) -> _ChunkIndex:
+        folder = (
+            embeddings_dir(self.root)
+            / _safe(encoder.name)
+            / hashlib.sha256(encoder.cache_key.encode()).hexdigest()[:16]
+        )
+        index = self._indexes.get(folder)
+        if index is None:
+            index = self._indexes[folder] = _ChunkIndex(folder, encoder)
+        index.refresh()  # chunks another process wrote since
+        return index
+
+
+class _ChunkIndex:
+    """The chunks of one encoder folder: which chunk and row holds each key."""
+
+    def __init__(self, folder: Path, encoder: Encoder):
+        self.folder = folder
+        self.encoder = encoder
+        self.rows: dict[bytes, tuple[Path, int]] = {}
+        self._seen: set[str] = set()
+
+    def refresh(self) -> None:
+        """Read the keys of chunk files not read yet."""
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.npz")):
+            if path.name not in self._seen:
+                with np.load(path, allow_pickle=False) as chunk:
+                    keys = chunk["keys"]
+                self.rows.update({bytes(key): (path, row) for row, key in enumerate(keys)})
+                self._seen.add(path.name)
+
+    def add(self, keys: list[bytes], rows: np.ndarray, about: dict[str, object]) -> None:
+        """Write one chunk (atomically) and index it."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.shape[0] != len(keys):
+            raise ValueError(f"{self.encoder.name} returned {rows.shape[0]} rows for {len(keys)} values")
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            meta = {"encoder": self.encoder.name, "cache_key": self.encoder.cache_key,
+                    "modality": self.encoder.modality, "dim": int(rows.shape[1])}  # fmt: skip
+            write_text_atomic(self.folder / "encoder.json", json.dumps(meta, indent=1))
+        about = {**about, "rows": len(keys), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path = self.folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.npz"
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, keys=key_array, rows=rows, about=np.array(json.dumps(about)))
+        self.rows.update({key: (path, row) for row, key in enumerate(keys)})
+        self._seen.add(path.name)
+
+    def gather(self, keys: list[bytes]) -> np.ndarray:
+        """The rows of ``keys``, in order, reading each chunk once."""
+        places = [self.rows[key] for key in keys]
+        by_chunk: dict[Path, list[int]] = {}
+        for position, (path, _) in enumerate(places):
+            by_chunk.setdefault(path, []).append(position)
+        out: np.ndarray | None = None
+        for path, positions in by_chunk.items():
+            with np.load(path, allow_pickle=False) as chunk:
+                rows = chunk["rows"]
+            if out is None:
+                out = np.empty((len(keys), rows.shape[1]), np.float32)
+            out[positions] = rows[[places[p][1] for p in positions]]
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def _legacy_rows(path: Path, n: int) -> np.ndarray | None:
+    """The rows of a one-file cache written before per-item keys, if ``path`` holds ``n``."""
+    if not path.is_file():
+        return None
+    rows = np.load(path, allow_pickle=False)
+    return rows if rows.shape[0] == n else None
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _atomic_save(path: Path, array: np.ndarray, meta: dict[str, object]) -> None:
-    """The metadata, then the array (whose presence makes a cache hit), each atomically."""
-    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, array)
