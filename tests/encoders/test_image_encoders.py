@@ -155,3 +155,58 @@ def test_several_resolutions_average_their_unit_embeddings(models_dir, lite0_onn
 def test_bad_resolution_suffix_is_rejected(name, message):
     with pytest.raises(EncoderError, match=message):
         get_encoder(name)
+
+
+def test_pad_keeps_the_whole_image_on_the_background():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    white = preprocess(image, 16, fit="pad", fill=(255, 255, 255))
+    assert white.shape == (3, 16, 16)
+    red, background = (np.array([255, 0, 0]) - 127) / 128, (255 - 127) / 128
+    np.testing.assert_allclose(white[:, 8, 8], red, atol=1e-6)  # the image, shrunk to 16 x 8, centred
+    np.testing.assert_allclose(white[:, 1, 8], background, atol=1e-6)  # padding above and below
+    black = preprocess(image, 16, fit="pad")
+    np.testing.assert_allclose(black[:, 1, 8], -127 / 128, atol=1e-6)
+    np.testing.assert_allclose(preprocess(image, 16)[:, 0, 0], red, atol=1e-6)  # crop: all image
+
+
+def test_image_options_in_the_name_set_fit_and_background(models_dir):
+    padded = get_encoder("efficientnet-lite0-tta@352[fit=pad,background=black]", models_dir=models_dir)
+    assert padded.name == "efficientnet-lite0-tta@352[fit=pad,background=black]"
+    assert all(part.fit == "pad" and part.background == "black" for part in padded.parts)
+    plain = get_encoder("efficientnet-lite0[background=white]", models_dir=models_dir)
+    assert plain.name == "efficientnet-lite0" and "|crop|background=white" in plain.cache_key
+    raw = get_encoder("efficientnet-lite0[background=none]", models_dir=models_dir)
+    assert raw.background is None and raw.cache_key != plain.cache_key
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("minilm[fit=pad]", "only efficientnet-lite encoders take \\[options\\]"),
+        ("efficientnet-lite0[fit=stretch]", "unknown fit 'stretch'; choose one of crop, pad"),
+        ("efficientnet-lite0[colour=red]", "options are key=value pairs of fit, background"),
+        ("efficientnet-lite0[fit=pad,fit=crop]", "each once"),
+        ("efficientnet-lite0[background=nocolour]", "unknown background colour 'nocolour'"),
+    ],
+)
+def test_bad_image_options_are_named(name, message, models_dir):
+    with pytest.raises(ValueError, match=message):
+        get_encoder(name, models_dir=models_dir)
+
+
+@pytest.mark.weights
+def test_a_transparent_stamp_embeds_as_its_flattened_copy(lite0_onnx, tmp_path):
+    """What the encoder sees of an image with transparency is the image flattened on white:
+    an RGBA file and its flattened RGB copy embed alike; with the hidden colour they do not."""
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    for x in range(16, 48):
+        for y in range(16, 48):
+            rgba.putpixel((x, y), (0, 0, 255, 255))
+    rgba.save(tmp_path / "stamp.png")
+    flat = Image.new("RGB", (64, 64), (255, 255, 255))
+    flat.paste((0, 0, 255), (16, 16, 48, 48))
+    flat.save(tmp_path / "flat.png")
+    a, b = lite0_onnx.encode([str(tmp_path / "stamp.png"), str(tmp_path / "flat.png")])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    raw = get_encoder("efficientnet-lite0[background=none]", models_dir=tmp_path).encode([str(tmp_path / "stamp.png")])
+    assert not np.allclose(raw[0], a, atol=1e-2)

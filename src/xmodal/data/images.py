@@ -1,6 +1,12 @@
-"""Reading image files, with every failure reported as a :class:`DataError` naming the file.
+"""Reading image files into RGB, with every failure reported as a :class:`DataError` naming the file.
 
-Truncated files are errors: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is deliberately left off.
+- Raster formats are decoded by Pillow, completely: truncated files are errors
+  (``ImageFile.LOAD_TRUNCATED_IMAGES`` is deliberately left off).
+- SVG (``.svg``, ``.svgz``) is rasterised by resvg, its longest side :data:`SVG_PIXELS` pixels.
+- Transparency (an alpha channel, or a palette or colour marked transparent) is flattened onto
+  a background colour, white by default: the colours hidden behind transparent pixels never
+  reach an encoder or a thumbnail. ``background=None`` drops the alpha channel as Pillow's
+  ``convert("RGB")`` does, hidden colours and all.
 """
 
 from __future__ import annotations
@@ -10,14 +16,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageColor, UnidentifiedImageError
 
 from xmodal.data.dataset import DataError
+
+DEFAULT_BACKGROUND = "white"
+SVG_SUFFIXES = (".svg", ".svgz")
+SVG_PIXELS = 512  # longest side of a rasterised SVG: above every encoder's input size
+
+
+def check_background(background: str | None) -> tuple[int, int, int] | None:
+    """The RGB colour of ``background`` (a CSS name or ``#rrggbb``; None stays None)."""
+    if background is None:
+        return None
+    try:
+        return ImageColor.getrgb(background)[:3]
+    except ValueError:
+        raise DataError(f"unknown background colour {background!r}: use a colour name or #rrggbb") from None
 
 
 @contextmanager
 def _reading(path: str | Path) -> Iterator[None]:
-    """Turn the errors PIL and the OS raise while reading ``path`` into :class:`DataError`."""
+    """Turn the errors PIL, resvg and the OS raise while reading ``path`` into :class:`DataError`."""
     try:
         yield
     except FileNotFoundError:
@@ -28,15 +48,44 @@ def _reading(path: str | Path) -> Iterator[None]:
         raise DataError(f"cannot read image {path}: {error}") from error
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Decode the image at ``path`` completely and return it in RGB mode."""
-    with _reading(path), Image.open(path) as image:
+def _decode(path: str | Path) -> Image.Image:
+    """The image at ``path`` in its own mode, fully decoded (SVG rasterised)."""
+    if Path(path).suffix.lower() in SVG_SUFFIXES:
+        import resvg_py  # only for SVG files
+
+        size = Image.open(io.BytesIO(resvg_py.svg_to_bytes(svg_path=str(path)))).size
+        if max(size) == 0:
+            raise ValueError("the SVG has no size")
+        zoom = SVG_PIXELS / max(size)
+        data = resvg_py.svg_to_bytes(svg_path=str(path), zoom=zoom)
+        return Image.open(io.BytesIO(data))
+    with Image.open(path) as image:
         image.load()
+        return image.copy()  # usable after the file is closed; keeps info such as "transparency"
+
+
+def load_image(path: str | Path, background: str | None = DEFAULT_BACKGROUND) -> Image.Image:
+    """Decode the image at ``path`` completely and return it in RGB mode, transparency flattened
+    onto ``background`` (see the module docstring)."""
+    colour = check_background(background)
+    with _reading(path):
+        image = _decode(path)
+        return flatten(image, colour)
+
+
+def flatten(image: Image.Image, colour: tuple[int, int, int] | None) -> Image.Image:
+    """``image`` in RGB: transparent pixels composited over ``colour`` (None: alpha dropped)."""
+    transparent = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if colour is None or not transparent:
         return image.convert("RGB")
+    canvas = Image.new("RGBA", image.size, (*colour, 255))
+    canvas.alpha_composite(image.convert("RGBA"))
+    return canvas.convert("RGB")
 
 
 def jpeg_thumbnail(path: str | Path, size: int, quality: int = 85) -> bytes:
-    """JPEG bytes of the image at ``path`` shrunk to fit ``size`` x ``size`` (aspect kept)."""
+    """JPEG bytes of the image at ``path`` shrunk to fit ``size`` x ``size`` (aspect kept),
+    transparency flattened onto white as the encoders see it."""
     image = load_image(path)
     image.thumbnail((size, size), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
@@ -45,11 +94,16 @@ def jpeg_thumbnail(path: str | Path, size: int, quality: int = 85) -> bytes:
 
 
 def check_image(path: str | Path) -> None:
-    """Check that ``path`` decodes, cheaply: JPEGs are decoded at reduced scale (``draft``).
+    """Check that ``path`` decodes, cheaply: JPEGs are decoded at reduced scale (``draft``),
+    SVG is rasterised.
 
     A decode, unlike PIL's ``verify()``, also catches damaged compressed data such as a
     truncated JPEG.
     """
-    with _reading(path), Image.open(path) as image:
-        image.draft("RGB", (64, 64))
-        image.load()
+    with _reading(path):
+        if Path(path).suffix.lower() in SVG_SUFFIXES:
+            _decode(path)
+            return
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))
+            image.load()

@@ -7,8 +7,11 @@ and testing above the training resolution often helps ("FixRes", Touvron et al. 
 Flickr8k dev, lite0 at 352 raised CCA's mean R@10 by 1.9 points).
 
 The embedding is the global average pool of the last feature map (1280-d), the
-penultimate layer of the classifier. Input: RGB resized (shorter side) and centre-cropped
-to the model's native resolution, then ``(x - 127) / 128`` as in the TF reference.
+penultimate layer of the classifier. Input: the decoded image (transparency flattened onto
+``background``, SVG rasterised: :func:`xmodal.data.images.load_image`), resized and
+centre-cropped (``fit="crop"``: shorter side to the input size) or padded (``fit="pad"``:
+longer side to the input size, centred on ``background``, black when None) to the model's
+input resolution, then ``(x - 127) / 128`` as in the TF reference.
 Two backends compute the same function: ``torch`` (eager) and ``onnx`` (ONNX Runtime,
 exported once and cached; several times faster on a CPU).
 """
@@ -29,26 +32,48 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from xmodal.core.config import BACKENDS, DEFAULT_BACKEND
-from xmodal.data.images import load_image
+from xmodal.data.images import DEFAULT_BACKGROUND, check_background, load_image
 from xmodal.encoders.base import EncoderError
 
 RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
-_PREPROCESS_VERSION = "short-side-bicubic-centercrop/(x-127)/128"
+FITS = ("crop", "pad")
+_PREPROCESS_VERSION = "bicubic/(x-127)/128/v2"  # v2: transparency flattened, SVG rasterised
 
 
-def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """``3 x size x size`` float32 array: resize the shorter side, centre-crop, scale."""
+def preprocess(
+    image: Image.Image, size: int, fit: str = "crop", fill: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """``3 x size x size`` float32 array of an RGB image, scaled to ``(x - 127) / 128``:
+    ``fit="crop"`` resizes the shorter side to ``size`` and centre-crops; ``fit="pad"``
+    resizes the longer side to ``size`` and centres the image on ``fill`` (black if None)."""
     width, height = image.size
-    scale = size / min(width, height)
-    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
-    if new_size != image.size:
-        image = image.resize(new_size, Image.Resampling.BICUBIC)
-    left = (new_size[0] - size) // 2
-    top = (new_size[1] - size) // 2
-    image = image.crop((left, top, left + size, top + size))
+    if fit == "pad":
+        scale = size / max(width, height)
+        new_size = (max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale))))
+        canvas = Image.new("RGB", (size, size), fill or (0, 0, 0))
+        canvas.paste(
+            image.resize(new_size, Image.Resampling.BICUBIC), ((size - new_size[0]) // 2, (size - new_size[1]) // 2)
+        )
+        image = canvas
+    else:
+        scale = size / min(width, height)
+        new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+        if new_size != image.size:
+            image = image.resize(new_size, Image.Resampling.BICUBIC)
+        left = (new_size[0] - size) // 2
+        top = (new_size[1] - size) // 2
+        image = image.crop((left, top, left + size, top + size))
     pixels = np.asarray(image, dtype=np.float32)
     return ((pixels - 127.0) / 128.0).transpose(2, 0, 1)
+
+
+def image_options(fit: str, background: str | None) -> str:
+    """The name suffix of non-default options, e.g. ``[fit=pad,background=none]`` ("" for the defaults)."""
+    options = [f"fit={fit}"] if fit != "crop" else []
+    if background != DEFAULT_BACKGROUND:
+        options.append(f"background={'none' if background is None else background}")
+    return f"[{','.join(options)}]" if options else ""
 
 
 def load_efficientnet_lite(variant: str) -> torch.nn.Module:
@@ -93,6 +118,8 @@ class EfficientNetLiteEncoder:
         models_dir: str | Path | None = None,
         mirror: bool = False,
         resolution: int | None = None,
+        fit: str = "crop",
+        background: str | None = DEFAULT_BACKGROUND,
     ):
         if variant not in RESOLUTION:
             raise EncoderError(f"unknown EfficientNet-Lite variant {variant!r}")
@@ -108,17 +135,25 @@ class EfficientNetLiteEncoder:
             raise EncoderError(
                 f"{variant}: resolution must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {resolution!r}"
             )
-        self.name = variant + ("-mirror" if mirror else "") + (f"@{resolution}" if resolution != native else "")
+        if fit not in FITS:
+            raise EncoderError(f"{variant}: unknown fit {fit!r}; choose one of {', '.join(FITS)}")
+        self.fill = check_background(background)
+        options = image_options(fit, background)
+        self.name = (
+            variant + ("-mirror" if mirror else "") + (f"@{resolution}" if resolution != native else "") + options
+        )
         self.variant = variant
         self.mirror = mirror
         self.backend = backend
         self.resolution = resolution
+        self.fit = fit
+        self.background = background
         self.models_dir = models_dir
 
     @property
     def cache_key(self) -> str:
         view = self.variant + ("-mirror" if self.mirror else "")  # the resolution has its own field
-        return f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}"
+        return f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}|{self.fit}|background={self.background}"
 
     @functools.cached_property
     def _forward(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -145,6 +180,11 @@ class EfficientNetLiteEncoder:
         starts = range(0, len(paths), batch_size)
         for start in tqdm(starts, desc=f"{self.name} ({self.backend})", unit="batch", disable=not progress):
             chunk = paths[start : start + batch_size]
-            batch = np.stack([preprocess(self._view(load_image(p)), self.resolution) for p in chunk])
+            batch = np.stack(
+                [
+                    preprocess(self._view(load_image(p, self.background)), self.resolution, self.fit, self.fill)
+                    for p in chunk
+                ]
+            )
             out[start : start + len(chunk)] = self._forward(batch)
         return out

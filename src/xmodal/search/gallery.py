@@ -9,7 +9,7 @@ from pathlib import Path
 from xmodal.data import DataError, PairedDataset, load_dataset
 from xmodal.data.textfiles import read_text
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".svg", ".svgz")
 
 
 @dataclass(frozen=True)
