@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k check finetune test test-fast speed serve clean
+.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k bench-tuxpaint check finetune test test-fast speed serve clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-multi30k: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear-pcmr
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
+
+# Tux Paint stamps (the Debian package, fetched by name with apt-get download and unpacked under the
+# cache once): image <-> English description, by how transparent and SVG images are prepared.
+bench-tuxpaint: $(STAMP)
+	$(PY) benchmarks/tuxpaint.py
 
 # The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.
 analyze: $(STAMP)

@@ -128,3 +128,15 @@ def test_a_broken_svg_names_the_file(tmp_path, read):
     path.write_text("<svg")
     with pytest.raises(DataError, match=f"cannot read image {re.escape(str(path))}"):
         read(path)
+
+
+def test_an_svg_sized_in_points_renders(tmp_path):
+    """Inkscape's width="128pt" (resvg-py alone refuses it): 128 pt = 170.7 px, then 512 px."""
+    path = tmp_path / "pt.svg"
+    path.write_text(
+        '<?xml version="1.0"?>\n<svg width="128pt" height="64pt" xmlns="http://www.w3.org/2000/svg">'
+        '<rect width="85.3" height="85.3" fill="#0000ff"/></svg>'
+    )
+    image = load_image(path)
+    assert image.size[0] == 512 and abs(image.size[1] - 256) <= 1  # 64 pt = 85.3 px, times 3
+    assert image.getpixel((100, 100)) == (0, 0, 255) and image.getpixel((400, 100)) == (255, 255, 255)

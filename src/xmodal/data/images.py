@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,17 +53,41 @@ def _reading(path: str | Path) -> Iterator[None]:
 def _decode(path: str | Path) -> Image.Image:
     """The image at ``path`` in its own mode, fully decoded (SVG rasterised)."""
     if Path(path).suffix.lower() in SVG_SUFFIXES:
-        import resvg_py  # only for SVG files
-
-        size = Image.open(io.BytesIO(resvg_py.svg_to_bytes(svg_path=str(path)))).size
-        if max(size) == 0:
-            raise ValueError("the SVG has no size")
-        zoom = SVG_PIXELS / max(size)
-        data = resvg_py.svg_to_bytes(svg_path=str(path), zoom=zoom)
-        return Image.open(io.BytesIO(data))
+        return _rasterise(Path(path))
     with Image.open(path) as image:
         image.load()
         return image.copy()  # usable after the file is closed; keeps info such as "transparency"
+
+
+_PIXELS_PER = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4}  # CSS units
+_ROOT = re.compile(r"<svg\b[^>]*>")
+_SIZE = re.compile(r'\b(width|height)\s*=\s*(["\'])\s*([0-9.eE+-]+)\s*(px|pt|pc|in|cm|mm)\s*\2')
+
+
+def _rasterise(path: Path) -> Image.Image:
+    """An SVG file rendered by resvg, its longest side :data:`SVG_PIXELS` pixels. The root's
+    width and height in absolute units (``128pt``) are given in pixels first: resvg-py refuses
+    them otherwise."""
+    import resvg_py  # only for SVG files
+
+    data = path.read_bytes()
+    text = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", errors="replace")
+    root = _ROOT.search(text)
+    if root is None:
+        raise ValueError("no <svg> element")
+    sized = _SIZE.sub(lambda m: f'{m[1]}="{float(m[3]) * _PIXELS_PER[m[4]]:g}"', root[0])
+    text = text[: root.start()] + sized + text[root.end() :]
+
+    def render(zoom: float | None = None) -> Image.Image:
+        png = resvg_py.svg_to_bytes(svg_string=text, resources_dir=str(path.parent), zoom=zoom)
+        return Image.open(io.BytesIO(png))
+
+    width, height = render().size
+    if max(width, height) == 0:
+        raise ValueError("the SVG has no size")
+    image = render(SVG_PIXELS / max(width, height))
+    image.load()
+    return image
 
 
 def load_image(path: str | Path, background: str | None = DEFAULT_BACKGROUND) -> Image.Image:
@@ -76,8 +102,10 @@ def load_image(path: str | Path, background: str | None = DEFAULT_BACKGROUND) ->
 def flatten(image: Image.Image, colour: tuple[int, int, int] | None) -> Image.Image:
     """``image`` in RGB: transparent pixels composited over ``colour`` (None: alpha dropped)."""
     transparent = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if colour is None or not transparent:
+    if not transparent:
         return image.convert("RGB")
+    if colour is None:  # through RGBA: Pillow warns on a palette's transparency converted straight to RGB
+        return image.convert("RGBA").convert("RGB")
     canvas = Image.new("RGBA", image.size, (*colour, 255))
     canvas.alpha_composite(image.convert("RGBA"))
     return canvas.convert("RGB")
