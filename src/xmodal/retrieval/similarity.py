@@ -93,7 +93,7 @@ class Scorer:
         )
         self._queries = _prepare(q, self.metric)
         self._gallery = _prepare(g, self.metric)
-        self._reference = None if reference is None else _check_pair(reference, gallery, "reference")[0]
+        self._reference = None if reference is None else _check_rows(reference, g.shape[1], "reference")
         self._csls_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -151,12 +151,23 @@ def _check_metric(metric: str) -> str:
     return metric
 
 
-def _check_pair(queries: np.ndarray, gallery: np.ndarray, what: str = "queries") -> tuple[np.ndarray, np.ndarray]:
-    q = check_embeddings(queries, what)
+def _check_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q = check_embeddings(queries, "queries")
     g = check_embeddings(gallery, "gallery")
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"{what} have dimension {q.shape[1]} but the gallery has {g.shape[1]}")
+    _check_dim(q, g.shape[1], "queries")
     return q, g
+
+
+def _check_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """``x`` checked as embeddings named ``what`` of the gallery's dimension ``dim``."""
+    rows = check_embeddings(x, what)
+    _check_dim(rows, dim, what)
+    return rows
+
+
+def _check_dim(rows: np.ndarray, dim: int, what: str) -> None:
+    if rows.shape[1] != dim:
+        raise ValueError(f"{what} have dimension {rows.shape[1]} but the gallery has {dim}")
 
 
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:

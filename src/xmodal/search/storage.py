@@ -117,13 +117,13 @@ class IndexStorage:
 
     def check_new(self, items: list[IndexItem]) -> None:
         """Refuse items that cannot join this gallery (empty or duplicate ids, wrong modality)."""
-        seen = set(self._rows)
+        new: set[str] = set()  # ids of ``items`` so far (the index's own are in self._rows)
         for item in items:
             if not item.id:
                 raise ValueError("an item has an empty id")
-            if item.id in seen:
+            if item.id in self._rows or item.id in new:
                 raise ValueError(f"duplicate item id {item.id!r}: ids must be unique in an index")
-            seen.add(item.id)
+            new.add(item.id)
             item.value(self.modality)
 
     def append(self, items: list[IndexItem], rows: np.ndarray, reference: np.ndarray | None) -> None:
