@@ -37,7 +37,9 @@ def test_jsonl(root):
     absolute_c = str(root / "imgs" / "c.jpg")
     manifest = root / "mine.jsonl"
     manifest.write_text(
-        json.dumps({"id": "a", "image": "imgs/a.jpg", "texts": ["A dog .", " Two dogs . "]})
+        json.dumps({"xmodal": "manifest", "ignore": ["extra"]})
+        + "\n"
+        + json.dumps({"id": "a", "image": "imgs/a.jpg", "texts": ["A dog .", " Two dogs . "]})
         + "\n\n"
         + json.dumps({"id": "b", "split": "test", "image": "./imgs/b.jpg", "text": "A ball ."})
         + "\n"
@@ -66,6 +68,7 @@ def test_jsonl(root):
 def test_csv(root):
     manifest = root / "sub" / "mine.csv"
     manifest.parent.mkdir()
+    (manifest.parent / "mine.modalities.json").write_text('{"ignore": ["notes"]}')
     manifest.write_text(
         "\ufeffid,image,text,split,notes\n"
         'a,../imgs/a.jpg,"A dog, in snow .",train,x\n'
@@ -107,7 +110,7 @@ JSONL_ERRORS = [
     ('{"id": "a", "texts": ["ok", 3]}\n', 1, "'texts' must be a list of strings"),
     ('{"id": "a", "text": ["ok"]}\n', 1, "'text' must be a string"),
     ('{"id": "a", "text": "ok", "texts": ["ok"]}\n', 1, "give either 'text' or 'texts', not both"),
-    ('{"id": "a", "split": "train"}\n', 1, "item 'a' has neither an image nor a caption"),
+    ('{"id": "a", "split": "train"}\n', 1, "item 'a' has no value of any modality"),
     ('{"id": "a", "split": "", "text": "ok"}\n', 1, "empty split for item 'a'"),
     ('{"id": "a", "image": "imgs/missing.jpg"}\n', 1, "image file not found: .*missing\\.jpg"),
     ('{"id": "a", "image": "imgs/a.jpg"}\n{"id": "b", "image": "imgs/bad.jpg"}\n', 2, "cannot read image .*bad\\.jpg"),
@@ -130,7 +133,8 @@ def test_jsonl_errors(root, content, line, message):
 
 CSV_ERRORS = [
     ("image,text\nimgs/a.jpg,ok\n", 1, "header must name 'id'"),
-    ("id,split,caption\na,train,ok\n", 1, "header must name 'id' and 'image' and/or 'text'"),
+    ("id,split,caption\na,train,ok\n", 1, "unknown key 'caption'"),
+    ("id,split\na,train\n", 1, "header must name 'id' and at least one modality"),
     ("id,text\na,ok\nb,ok,extra\n", 3, "expected 2 fields like the header, got 3"),
     ("id,text\na,ok\n,ok\n", 3, "missing or empty id"),
     ("id,text\na,ok\na, \n", 3, "empty caption for item 'a'"),

@@ -3,14 +3,28 @@
 Relevance between modalities is derived from item ids: a caption and an image are
 a matching pair when they belong to the same item. "Five captions per image" and
 "N modalities per item" therefore need no special cases.
+
+Every modality has a *kind*: ``image`` and ``audio`` values are file paths, ``text`` values
+are strings, and ``vector`` values are row numbers (as strings) into the dataset's matrix of
+precomputed embeddings for that modality (``vectors[modality]``). A modality's kind is
+declared, or follows the naming rule: the name itself (``image``, ``text``) or its prefix
+before a dot (``text.fr``, ``image.sketch``, ``audio.en``, ``vector.clip``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+KINDS = ("image", "text", "audio", "vector")
+
+
+def kind_by_name(modality: str) -> str | None:
+    """The kind the naming rule gives ``modality`` (``text.fr`` -> ``text``), or None."""
+    prefix = modality.split(".", 1)[0]
+    return prefix if prefix in KINDS and (prefix == modality or len(modality) > len(prefix) + 1) else None
 
 
 class DataError(ValueError):
@@ -37,9 +51,23 @@ class Flattened:
 class PairedDataset:
     """An ordered collection of :class:`Item` with unique ids."""
 
-    def __init__(self, name: str, items: Iterable[Item]):
+    def __init__(
+        self,
+        name: str,
+        items: Iterable[Item],
+        *,
+        kinds: Mapping[str, str] | None = None,
+        vectors: Mapping[str, np.ndarray] | None = None,
+    ):
         self.name = name
         self.items: list[Item] = list(items)
+        self.kinds: dict[str, str] = dict(kinds or {})
+        self.vectors: dict[str, np.ndarray] = dict(vectors or {})
+        for modality, kind in self.kinds.items():
+            if kind not in KINDS:
+                raise DataError(f"{name}: modality {modality!r} has unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+            if (kind == "vector") != (modality in self.vectors):
+                raise DataError(f"{name}: modality {modality!r} of kind {kind!r} needs its vectors, and only it")
         seen: dict[str, int] = {}
         for position, item in enumerate(self.items):
             if item.id in seen:
@@ -60,6 +88,16 @@ class PairedDataset:
             found.update(dict.fromkeys(item.values))
         return tuple(found)
 
+    def kind(self, modality: str) -> str:
+        """The kind of ``modality``: declared, else by the naming rule (see the module docstring)."""
+        kind = self.kinds.get(modality) or kind_by_name(modality)
+        if kind is None:
+            raise DataError(
+                f"{self.name}: modality {modality!r} has no kind; declare it, or name it "
+                f"KIND or KIND.NAME with KIND one of {', '.join(KINDS)}"
+            )
+        return kind
+
     @property
     def splits(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(item.split for item in self.items))
@@ -68,11 +106,15 @@ class PairedDataset:
         """The items of split ``name``; an unknown name raises :class:`DataError`."""
         if name not in self.splits:
             raise DataError(f"{self.name}: unknown split {name!r}; available splits: {', '.join(self.splits)}")
-        return PairedDataset(f"{self.name}/{name}", (i for i in self.items if i.split == name))
+        return self._like(f"{self.name}/{name}", (i for i in self.items if i.split == name))
 
     def subset(self, n: int | None) -> PairedDataset:
         """The first ``n`` items (for quick runs and tests); all of them (``self``) when ``n`` is None."""
-        return self if n is None else PairedDataset(f"{self.name}[:{n}]", self.items[:n])
+        return self if n is None else self._like(f"{self.name}[:{n}]", self.items[:n])
+
+    def _like(self, name: str, items: Iterable[Item]) -> PairedDataset:
+        """Other items, with this dataset's kinds and vectors."""
+        return PairedDataset(name, items, kinds=self.kinds, vectors=self.vectors)
 
     def flatten(self, modality: str) -> Flattened:
         """All values of ``modality`` in item order; items without it are skipped."""
