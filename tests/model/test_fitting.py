@@ -59,8 +59,10 @@ def test_fit_model_records_how_it_was_fitted(small, cache_dir, models_dir):
         no_dev, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False
     )
     assert held.about["validation"] == "held out"
-    with pytest.raises(ValueError, match=r"aligns text and image; got encoders for \['audio'\]"):
+    with pytest.raises(ValueError, match=r"CCAAligner aligns 2 modalities, got 3 \(text, image, audio\)"):
         fit_model(small, CCAAligner(), store, encoders={**ENCODERS, "audio": "minilm"}, models_dir=models_dir)
+    with pytest.raises(ValueError, match=r"unknown modality 'audio'"):
+        fit_model(small, HeadAligner(), store, encoders={**ENCODERS, "audio": "minilm"}, models_dir=models_dir)
 
 
 def test_an_n_modality_training_set_masks_absent_values():

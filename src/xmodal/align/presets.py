@@ -61,10 +61,20 @@ TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
 PRESETS = {**ALIGNERS, **TRAINED_ALIGNERS}
 
 
-def make_aligner(name: str) -> Aligner:
-    """A fresh, unfitted aligner of the configuration called ``name``."""
+def make_aligner(name: str, pair: tuple[str, str] = ("text", "image")) -> Aligner:
+    """A fresh, unfitted aligner of the configuration called ``name``.
+
+    The presets are written for the pair (text, image); for another ``pair`` of modalities
+    ``(first, second)``, directed ones map the same way round: ``lstsq-t2i`` maps ``first``
+    onto ``second``, ``lstsq-i2t`` ``second`` onto ``first``.
+    """
     factory = PRESETS.get(name)
     if factory is None:
         known = ", ".join(PRESETS)
         raise ValueError(f"unknown aligner {name!r}; known aligners: {known}")
-    return factory()
+    aligner = factory()
+    params = aligner.get_params()
+    if "source" in params and pair != ("text", "image"):
+        rename = dict(zip(("text", "image"), pair))
+        aligner.set_params(source=rename[params["source"]], target=rename[params["target"]])
+    return aligner

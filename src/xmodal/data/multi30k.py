@@ -86,4 +86,5 @@ def load_flickr8k_multi30k(root: str | Path | None = None) -> PairedDataset:
             **{m: tuple(texts[m]) for m in MODALITIES if m in texts},
         }
         items.append(replace(item, values=values))
-    return PairedDataset("flickr8k-multi30k", items)
+    kinds = {m: "image" if m == "image" else "text" for m in MODALITIES}
+    return PairedDataset("flickr8k-multi30k", items, kinds=kinds)

@@ -2,6 +2,17 @@
 
 from xmodal.encoders.base import Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
-from xmodal.encoders.registry import ENCODERS, get_encoder
+from xmodal.encoders.registry import ENCODERS, default_encoder, get_encoder
+from xmodal.encoders.vector import VECTOR_ENCODER, VectorEncoder
 
-__all__ = ["ENCODERS", "ConcatEncoder", "Encoder", "EncoderError", "MeanEncoder", "get_encoder"]
+__all__ = [
+    "ENCODERS",
+    "VECTOR_ENCODER",
+    "ConcatEncoder",
+    "Encoder",
+    "EncoderError",
+    "MeanEncoder",
+    "VectorEncoder",
+    "default_encoder",
+    "get_encoder",
+]

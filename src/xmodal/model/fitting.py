@@ -21,7 +21,15 @@ from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC
 from xmodal.data import PairedDataset
 from xmodal.model.artifact import Model
-from xmodal.store import EmbeddingStore, EncoderLike, ModalityEmbeddings, SplitEmbeddings, embed_split, resolve_encoder
+from xmodal.store import (
+    EmbeddingStore,
+    EncoderLike,
+    ModalityEmbeddings,
+    SplitEmbeddings,
+    embed_modalities,
+    embed_split,
+    resolve_encoder,
+)
 
 Embeddings = dict[str, np.ndarray]
 
@@ -55,6 +63,10 @@ class TrainingSet:
         the first values of each complete ``dev`` item as validation."""
         arrays, present, groups = train.training_table()
         return cls(arrays, groups, present, validation=None if dev is None else dev.first_values())
+
+    @property
+    def n_rows(self) -> int:
+        return len(next(iter(self.embeddings.values())))
 
     @property
     def dims(self) -> dict[str, int]:
@@ -98,6 +110,41 @@ def pair_training_set(
     return train, TrainingSet.from_pairs(train, dev, views)
 
 
+def modality_training_set(
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    encoders: Mapping[str, EncoderLike],
+    *,
+    pairwise: bool,
+    split: str = "train",
+    dev_split: str = "dev",
+    iterative: bool = False,
+    limit: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    models_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainingSet:
+    """The training set of any modalities of ``dataset`` (``encoders``: ``{modality: encoder}``).
+
+    ``pairwise`` (two modalities, a closed-form aligner): every pair of values of the same item,
+    as :func:`pair_training_set` makes them for text and image. Otherwise one row per slot of
+    every item with two or more of the modalities (:meth:`ModalityEmbeddings.training_table`).
+    With ``iterative``, the ``dev_split`` items (if any) are the validation set.
+    """
+    if pairwise and len(encoders) != 2:
+        raise ValueError(f"a pairwise training set has two modalities, got {list(encoders)}")
+    options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
+    train = embed_modalities(dataset.split(split).subset(limit), store, encoders, **options)
+    dev = None
+    if iterative and dev_split in dataset.splits:
+        dev = embed_modalities(dataset.split(dev_split).subset(limit), store, encoders, **options)
+    if not pairwise:
+        return TrainingSet.from_modalities(train, dev)
+    first, second = encoders
+    embeddings, groups = train.pairs(first, second)
+    return TrainingSet(embeddings, groups, validation=None if dev is None else dev.first_values([first, second]))
+
+
 def fit_model(
     dataset: PairedDataset,
     aligner: Aligner,
@@ -112,23 +159,38 @@ def fit_model(
     csls_k: int = DEFAULT_CSLS_K,
     progress: bool = True,
 ) -> Model:
-    """Fit ``aligner`` on the text-image pairs of ``split`` (``encoders``: ``{"text": ...,
-    "image": ...}``) as :func:`pair_training_set` prepares them; the model records the
-    encoders, the scoring settings and where it was fitted."""
-    unknown = set(encoders) - {"text", "image"}
-    if unknown:
-        raise ValueError(f"fitting on a dataset aligns text and image; got encoders for {sorted(unknown)}")
+    """Fit ``aligner`` on the modalities named by ``encoders`` (``{modality: encoder}``) of
+    ``split``; the model records the encoders, the scoring settings and where it was fitted.
+
+    Text and image (the modalities ``text`` and ``image``) are paired as
+    :func:`pair_training_set` does; any other two modalities as :func:`modality_training_set`
+    does, and three or more take an aligner of N modalities (a head).
+    """
+    if len(encoders) < 2:
+        raise ValueError(f"fitting aligns two or more modalities; got {list(encoders)}")
+    if aligner.n_modalities is not None and len(encoders) != aligner.n_modalities:
+        raise ValueError(
+            f"{type(aligner).__name__} aligns {aligner.n_modalities} modalities, got {len(encoders)} "
+            f"({', '.join(encoders)}): name {aligner.n_modalities}, or use a head (head-linear, ...)"
+        )
     built = {m: resolve_encoder(e, backend, models_dir) for m, e in encoders.items()}
-    _, training = pair_training_set(
-        dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
-        dev_split=dev_split, backend=backend, models_dir=models_dir, progress=progress,
-    )  # fmt: skip
+    options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
+    if set(built) == {"text", "image"}:
+        _, training = pair_training_set(
+            dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
+            dev_split=dev_split, **options,
+        )  # fmt: skip
+    else:
+        training = modality_training_set(
+            dataset, store, built, pairwise=aligner.n_modalities == 2, split=split, dev_split=dev_split,
+            iterative=aligner.iterative, **options,
+        )  # fmt: skip
     training.fit(aligner)
     validation = "none" if not aligner.iterative else dev_split if training.validation is not None else "held out"
     about = {
         "dataset": dataset.name,
         "split": split,
-        "pairs": len(training.embeddings["text"]),
+        "pairs": training.n_rows,
         "validation": validation,
     }
     return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)

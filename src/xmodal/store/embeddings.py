@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.core.config import DEFAULT_BACKEND
-from xmodal.data import PairedDataset
+from xmodal.data import DataError, PairedDataset
 from xmodal.data.dataset import pair_rows
-from xmodal.encoders import Encoder, get_encoder
+from xmodal.encoders import VECTOR_ENCODER, Encoder, EncoderError, default_encoder, get_encoder
 from xmodal.store.cache import EmbeddingStore
 
 EncoderLike = Encoder | str  # an encoder, or its registry name
@@ -57,6 +57,62 @@ def resolve_encoder(
     return get_encoder(encoder, backend=backend, models_dir=models_dir) if isinstance(encoder, str) else encoder
 
 
+def choose_encoders(
+    dataset: PairedDataset, given: Mapping[str, str], modalities: Sequence[str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """``({modality: encoder name}, skipped)``: the encoder of each of ``modalities``, ``given``
+    or else the default of its kind (:func:`~xmodal.encoders.default_encoder`).
+
+    ``modalities`` default to every modality of ``dataset``, in its order but images last (so
+    that directed presets such as ``lstsq-t2i`` map the other modality onto the images, as they
+    map text onto images); with no ``modalities`` named, audio modalities without a given
+    encoder are skipped (no audio encoder ships yet) and listed."""
+    known = dataset.modalities
+    for modality in [*given, *(modalities or ())]:
+        if modality not in known:
+            raise DataError(f"{dataset.name}: unknown modality {modality!r}; it has {', '.join(known)}")
+    if modalities:
+        unused = sorted(set(given) - set(modalities))
+        if unused:
+            raise DataError(f"an encoder is given for {unused[0]!r}, which is not among the chosen modalities")
+    chosen, skipped = {}, []
+    for modality in modalities or sorted(known, key=lambda m: dataset.kind(m) == "image"):
+        kind = dataset.kind(modality)
+        if modality in given:
+            chosen[modality] = given[modality]
+        elif kind == "audio" and not modalities:
+            skipped.append(modality)
+        else:
+            chosen[modality] = default_encoder(modality, kind)
+    return chosen, skipped
+
+
+def embed_modality(
+    dataset: PairedDataset,
+    modality: str,
+    encoder: Encoder,
+    store: EmbeddingStore,
+    *,
+    progress: bool = True,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings, item of each row)`` of every value of ``modality``: encoded through the
+    cache, or, for a vector modality, the dataset's own vectors (its encoder is ``vector``).
+    An encoder of another kind than the modality's is refused."""
+    flat = dataset.flatten(modality)
+    kind = dataset.kind(modality)
+    if encoder.modality != kind:
+        raise EncoderError(
+            f"{dataset.name}: modality {modality!r} holds {kind} values, but encoder {encoder.name!r} encodes "
+            f"{encoder.modality}" + (f"; use the encoder {VECTOR_ENCODER!r}" if kind == "vector" else "")
+        )
+    if kind == "vector":
+        rows = np.asarray(flat.values, dtype=np.int64)
+        return np.ascontiguousarray(dataset.vectors[modality][rows], dtype=np.float32), flat.item_index
+    label = f"{dataset.name}/{modality}"
+    return store.embed(encoder, flat.values, label=label, batch_size=batch_size, progress=progress), flat.item_index
+
+
 def embed_split(
     dataset: PairedDataset,
     store: EmbeddingStore,
@@ -69,16 +125,13 @@ def embed_split(
 ) -> SplitEmbeddings:
     """Embed the text and image values of ``dataset`` through the cache (encoders given by
     name are built with ``backend`` and ``models_dir``)."""
-    texts = dataset.flatten("text")
-    images = dataset.flatten("image")
-    t_enc = resolve_encoder(text_encoder, backend, models_dir)
-    i_enc = resolve_encoder(image_encoder, backend, models_dir)
-    return SplitEmbeddings(
-        text=store.embed(t_enc, texts.values, label=f"{dataset.name}/text", progress=progress),
-        image=store.embed(i_enc, images.values, label=f"{dataset.name}/image", progress=progress),
-        text_items=texts.item_index,
-        image_items=images.item_index,
+    text, text_items = embed_modality(
+        dataset, "text", resolve_encoder(text_encoder, backend, models_dir), store, progress=progress
     )
+    image, image_items = embed_modality(
+        dataset, "image", resolve_encoder(image_encoder, backend, models_dir), store, progress=progress
+    )
+    return SplitEmbeddings(text, image, text_items, image_items)
 
 
 @dataclass
@@ -142,6 +195,12 @@ class ModalityEmbeddings:
             arrays[m] = np.where(present[m][:, None], self.arrays[m][np.maximum(rows[m], 0)], 0).astype(np.float32)
         return arrays, present, item_of_row
 
+    def pairs(self, first: str, second: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every pair of a ``first`` and a ``second`` value of the same item, row-paired, and
+        the item of each row (as :meth:`SplitEmbeddings.training_pairs` for text and image)."""
+        rows_a, rows_b = pair_rows(self._items(first), self._items(second))
+        return {first: self.arrays[first][rows_a], second: self.arrays[second][rows_b]}, self.items[first][rows_a]
+
     def first_values(self, modalities: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The first value of each modality for every item that has them all (validation)."""
         modalities = list(modalities or self.modalities)
@@ -171,8 +230,6 @@ def embed_modalities(
     """Embed each modality of ``dataset`` with its encoder (``{modality: encoder or name}``)."""
     arrays, items = {}, {}
     for modality, name in encoders.items():
-        flat = dataset.flatten(modality)
         encoder = resolve_encoder(name, backend, models_dir)
-        arrays[modality] = store.embed(encoder, flat.values, label=f"{dataset.name}/{modality}", progress=progress)
-        items[modality] = flat.item_index
+        arrays[modality], items[modality] = embed_modality(dataset, modality, encoder, store, progress=progress)
     return ModalityEmbeddings(arrays, items, len(dataset))
