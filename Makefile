@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k bench-tuxpaint check finetune test test-fast speed serve clean
+.PHONY: analyze bench-geometry bench bench-best bench-heads bench-trained bench-multi30k bench-tuxpaint tuxpaint check finetune test test-fast speed serve clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,10 +56,22 @@ bench-multi30k: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear-pcmr --csls-k 0
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
 
-# Tux Paint stamps (the Debian package, fetched by name with apt-get download and unpacked under the
-# cache once): image <-> English description, by how transparent and SVG images are prepared.
-bench-tuxpaint: $(STAMP)
-	$(PY) benchmarks/tuxpaint.py
+# Tux Paint stamps: the Debian package, fetched by name and unpacked under the cache once (the tests
+# read it too). bench-tuxpaint: image <-> English by how transparent and SVG images are prepared, then
+# every ordered pair of image, text.en/fr/de/es and fused queries, with and without flattening.
+TUXPAINT     := .cache/tuxpaint
+TUXPAINT_DEB := tuxpaint-stamps-default
+$(TUXPAINT)/.fetched:
+	mkdir -p $(TUXPAINT)
+	cd $(TUXPAINT) && (apt-get download $(TUXPAINT_DEB) || (apt-get update -q && apt-get download $(TUXPAINT_DEB)))
+	dpkg-deb -x $(TUXPAINT)/$(TUXPAINT_DEB)_*.deb $(TUXPAINT)
+	rm -f $(TUXPAINT)/$(TUXPAINT_DEB)_*.deb
+	touch $@
+tuxpaint: $(TUXPAINT)/.fetched
+bench-tuxpaint: $(STAMP) $(TUXPAINT)/.fetched
+	$(PY) benchmarks/tuxpaint.py --root $(TUXPAINT)
+	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl
+	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --encoder 'image=efficientnet-lite0[background=none]'
 
 # The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.
 analyze: $(STAMP)
@@ -73,7 +85,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-test: $(STAMP)
+test: $(STAMP) $(TUXPAINT)/.fetched
 	$(PY) -m pytest -q
 
 # No model weights, no datasets: the tests that need them are marked `weights` / `data`.

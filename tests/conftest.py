@@ -20,7 +20,9 @@ import pytest
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REQUIRED_DATA = ("flickr8k", "multi30k")
-DATA_FIXTURES = {"data_root", "flickr8k", "small_model", "gallery_items", "small_index"}
+# The Tux Paint stamps: a Debian package that `make tuxpaint` (a prerequisite of `make test`) fetches.
+TUXPAINT_ROOT = Path(__file__).resolve().parents[1] / ".cache" / "tuxpaint"
+DATA_FIXTURES = {"data_root", "flickr8k", "small_model", "gallery_items", "small_index", "tuxpaint"}
 WEIGHT_FIXTURES = {"minilm", "lite0_onnx", "small_model", "small_index"}
 N_TRAIN, N_GALLERY = 100, 24  # small real index: fitted on 100 train items, 24 test images
 
@@ -41,6 +43,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Stop, failing, when selected tests need data that is not there."""
     needing = [item for item in session.items if item.get_closest_marker("data")]
     missing = [str(DATA_ROOT / name) for name in REQUIRED_DATA if not (DATA_ROOT / name).is_dir()]
+    stamps = TUXPAINT_ROOT / "usr" / "share" / "tuxpaint" / "stamps"
+    if any("tuxpaint" in getattr(item, "fixturenames", ()) for item in needing) and not stamps.is_dir():
+        missing.append(f"{stamps} (run `make tuxpaint`)")
     if needing and missing:
         pytest.exit(
             f"missing test data: {', '.join(missing)} not found, and {len(needing)} selected tests are marked "
@@ -98,6 +103,12 @@ def flickr8k(data_root: Path) -> Any:
     from xmodal.data import load_flickr8k
 
     return load_flickr8k(data_root)
+
+
+@pytest.fixture(scope="session")
+def tuxpaint() -> Path:
+    """Where the Tux Paint stamps package is unpacked (``make tuxpaint``)."""
+    return TUXPAINT_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -81,9 +81,13 @@ def test_declared_modalities_npy_and_parquet(files):
 
 
 def test_sidecar_declarations_and_csv(files):
-    (files / "m.modalities.json").write_text(json.dumps({"modalities": {"clip": {"kind": "vector", "file": "emb.npy"}}}))
+    (files / "m.modalities.json").write_text(
+        json.dumps({"modalities": {"clip": {"kind": "vector", "file": "emb.npy"}}})
+    )
     manifest = files / "m.csv"
-    manifest.write_text("id,split,text,text.de,clip\nx,train,A cat.,Eine Katze.,1\nx,train,The cat.,,1\ny,test,A dog.,,\n")
+    manifest.write_text(
+        "id,split,text,text.de,clip\nx,train,A cat.,Eine Katze.,1\nx,train,The cat.,,1\ny,test,A dog.,,\n"
+    )
     dataset = load_manifest(manifest)
     assert [(i.id, i.values) for i in dataset.items] == [
         ("x", {"text": ("A cat.", "The cat."), "text.de": ("Eine Katze.",), "clip": ("1",)}),
@@ -95,7 +99,11 @@ MANIFEST_ERRORS = [
     # (lines of the manifest, line of the error, message)
     ([{"id": "a", "text": "ok", "colour": "red"}], 1, "unknown key 'colour': declare its kind"),
     ([{"id": "a", "text": "ok"}, {"id": "b", "vidéo": "x.mp4"}], 2, "unknown key 'vidéo'"),
-    ([{"xmodal": "manifest", "modalities": {"smell": "odour"}}, {"id": "a"}], 1, "modality 'smell': unknown kind 'odour'"),
+    (
+        [{"xmodal": "manifest", "modalities": {"smell": "odour"}}, {"id": "a"}],
+        1,
+        "modality 'smell': unknown kind 'odour'",
+    ),
     (
         [{"xmodal": "manifest", "modalities": {"v": {"kind": "vector", "dim": 3}}}, {"id": "a", "v": [1, 2]}],
         2,
