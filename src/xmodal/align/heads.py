@@ -161,7 +161,7 @@ class HeadAligner(Aligner):
         self.validation_fraction = validation_fraction
 
     # -- model ------------------------------------------------------------------------------
-    def _build(self) -> nn.ModuleDict:
+    def _build(self) -> Heads:
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
 
@@ -172,11 +172,11 @@ class HeadAligner(Aligner):
                 return MLPHead(d_in, self.dim, self.hidden, self.dropout)
             return GMLPHead(d_in, self.dim, self.tokens, self.width, self.depth, self.dropout)
 
-        return nn.ModuleDict({m: make(self.dims_[m]) for m in self.modalities_})
+        return Heads({m: make(self.dims_[m]) for m in self.modalities_})
 
     def _loss(
         self,
-        heads: nn.ModuleDict,
+        heads: Heads,
         logit_scale: torch.Tensor,
         batch: dict[str, torch.Tensor],
         present: dict[str, torch.Tensor] | None = None,
@@ -266,7 +266,25 @@ class HeadAligner(Aligner):
         return out.numpy()
 
 
-def init_linear_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim: int) -> None:
+class Heads(nn.ModuleDict):
+    """One head per modality, looked up by modality name. torch's module names may not hold a
+    dot, so a head is stored under its name with ``.`` written ``:`` (``text.fr`` -> ``text:fr``)."""
+
+    def __init__(self, heads: dict[str, nn.Module]):
+        keys = {_module_key(m) for m in heads}
+        if len(keys) != len(heads):
+            raise ValueError(f"modality names {sorted(heads)} clash once '.' is written ':'")
+        super().__init__({_module_key(m): head for m, head in heads.items()})
+
+    def __getitem__(self, modality: str) -> nn.Module:
+        return super().__getitem__(_module_key(modality))
+
+
+def _module_key(modality: str) -> str:
+    return modality.replace(".", ":")
+
+
+def init_linear_from_cca(heads: Heads, data: dict[str, np.ndarray], dim: int) -> None:
     """Start every head at the weighted-CCA solution of ``data`` (rows already preprocessed):
     its linear part maps as CCA does and its residual branch (if any) starts at zero. Needs
     two modalities."""
@@ -274,7 +292,8 @@ def init_linear_from_cca(heads: nn.ModuleDict, data: dict[str, np.ndarray], dim:
         raise ValueError("init='cca' needs exactly two modalities")
     cca = CCAAligner(n_components=dim, reg=1.0, weight_power=0.5, normalize=False).fit(data)
     with torch.no_grad():
-        for modality, head in heads.items():
+        for modality in data:
+            head = heads[modality]
             if isinstance(head, (MLPHead, GMLPHead)):
                 head.zero_residual()
                 linear = head.linear

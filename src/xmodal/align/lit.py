@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodal.align.heads import init_linear_from_cca
+from xmodal.align.heads import Heads, init_linear_from_cca
 from xmodal.align.losses import symmetric_info_nce
 from xmodal.align.training import holdout, logit_scale_parameter, rows_by_group, seeded, train
 from xmodal.core.arrays import check_embeddings, unit_rows
@@ -198,13 +198,11 @@ class LiTTuner(Estimator):
             name for name, _ in model.named_buffers()
         }
 
-    def _heads(self, text: np.ndarray, images: np.ndarray) -> nn.ModuleDict:
+    def _heads(self, text: np.ndarray, images: np.ndarray) -> Heads:
         """Linear projections started at weighted CCA between untuned text and the images."""
         if text.shape[0] != images.shape[0]:
             raise ValueError(f"untuned text embeddings have {text.shape[0]} rows, expected {images.shape[0]}")
-        heads = nn.ModuleDict(
-            {"text": nn.Linear(text.shape[1], self.dim), "image": nn.Linear(images.shape[1], self.dim)}
-        )
+        heads = Heads({"text": nn.Linear(text.shape[1], self.dim), "image": nn.Linear(images.shape[1], self.dim)})
         init_linear_from_cca(heads, {"text": unit_rows(text), "image": unit_rows(images)}, self.dim)
         return heads
 

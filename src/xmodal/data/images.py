@@ -64,10 +64,10 @@ _ROOT = re.compile(r"<svg\b[^>]*>")
 _SIZE = re.compile(r'\b(width|height)\s*=\s*(["\'])\s*([0-9.eE+-]+)\s*(px|pt|pc|in|cm|mm)\s*\2')
 
 
-def _rasterise(path: Path) -> Image.Image:
-    """An SVG file rendered by resvg, its longest side :data:`SVG_PIXELS` pixels. The root's
-    width and height in absolute units (``128pt``) are given in pixels first: resvg-py refuses
-    them otherwise."""
+def _rasterise(path: Path, longest: int | None = SVG_PIXELS) -> Image.Image:
+    """An SVG file rendered by resvg, its longest side ``longest`` pixels (None: its own size,
+    enough to check that it renders). The root's width and height in absolute units (``128pt``)
+    are given in pixels first: resvg-py refuses them otherwise."""
     import resvg_py  # only for SVG files
 
     data = path.read_bytes()
@@ -82,10 +82,12 @@ def _rasterise(path: Path) -> Image.Image:
         png = resvg_py.svg_to_bytes(svg_string=text, resources_dir=str(path.parent), zoom=zoom)
         return Image.open(io.BytesIO(png))
 
-    width, height = render().size
+    image = render()
+    width, height = image.size
     if max(width, height) == 0:
         raise ValueError("the SVG has no size")
-    image = render(SVG_PIXELS / max(width, height))
+    if longest is not None:
+        image = render(longest / max(width, height))
     image.load()
     return image
 
@@ -130,7 +132,7 @@ def check_image(path: str | Path) -> None:
     """
     with _reading(path):
         if Path(path).suffix.lower() in SVG_SUFFIXES:
-            _decode(path)
+            _rasterise(Path(path), longest=None).load()
             return
         with Image.open(path) as image:
             image.draft("RGB", (64, 64))
