@@ -278,6 +278,14 @@ def fit(
     csls_k: Annotated[
         int, typer.Option("--csls-k", min=0, help="CSLS neighbourhood the model scores with (0: plain cosine).")
     ] = DEFAULT_CSLS_K,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto", help="Choose the regularisation (ridge, CCA reg and components) by K-fold cross-validation."
+        ),
+    ] = False,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds of --auto's cross-validation.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --auto's folds.")] = 0,
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
@@ -301,8 +309,13 @@ def fit(
     first, second, *_ = [*encoders, "", ""]
     model = fit_model(
         loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
-        backend=backend, models_dir=models, csls_k=csls_k,
+        backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed,
     )  # fmt: skip
+    for warning in model.about.get("warnings", []):
+        Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(warning)}")
+    if auto:
+        chosen = ", ".join(f"{k}={v}" for k, v in model.about["auto"]["chosen"].items())
+        console.print(f"--auto: {chosen} by {folds}-fold cross-validation (mean reciprocal rank, both ways)")
     path = model.save(out)
     rows = "pairs" if len(encoders) == 2 else "rows"
     console.print(

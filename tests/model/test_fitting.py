@@ -49,7 +49,17 @@ def test_fit_model_records_how_it_was_fitted(small, cache_dir, models_dir):
         small, CCAAligner(n_components=8, reg=1.0), store, encoders=ENCODERS, models_dir=models_dir, progress=False
     )
     assert isinstance(cca, Model) and cca.encoder_names() == ENCODERS and cca.csls_k == 10
+    warnings = cca.about.pop("warnings")
     assert cca.about == {"dataset": "flickr8k-small", "split": "train", "pairs": 150, "validation": "none"}
+    assert len(warnings) == 1 and warnings[0].startswith("only 30 training items for 1280-dimensional embeddings")
+    tuned = fit_model(
+        small, CCAAligner(), store, encoders=ENCODERS, models_dir=models_dir, progress=False, auto=True, folds=3
+    )
+    assert tuned.about["auto"]["chosen"] == {
+        k: getattr(tuned.aligner, k) for k in ("n_components", "reg", "weight_power")
+    }
+    assert tuned.about["auto"]["folds"] == 3 and len(tuned.about["auto"]["scores"]) > 1
+    assert "chosen by cross-validation" in tuned.about["warnings"][0]
     head = fit_model(
         small, HeadAligner(dim=8, epochs=2), store, encoders=ENCODERS, models_dir=models_dir, progress=False
     )

@@ -21,6 +21,7 @@ from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC
 from xmodal.data import PairedDataset
 from xmodal.model.artifact import Model
+from xmodal.model.selection import DEFAULT_FOLDS, cross_validate, small_data_warning
 from xmodal.store import (
     EmbeddingStore,
     EncoderLike,
@@ -157,6 +158,9 @@ def fit_model(
     models_dir: str | Path | None = None,
     metric: str = DEFAULT_METRIC,
     csls_k: int = DEFAULT_CSLS_K,
+    auto: bool = False,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
     progress: bool = True,
 ) -> Model:
     """Fit ``aligner`` on the modalities named by ``encoders`` (``{modality: encoder}``) of
@@ -164,8 +168,14 @@ def fit_model(
 
     Text and image (the modalities ``text`` and ``image``) are paired as
     :func:`pair_training_set` does; any other two modalities as :func:`modality_training_set`
-    does, and three or more take an aligner of N modalities (a head).
+    does, and three or more take an aligner of N modalities (a head). ``auto`` chooses the
+    closed-form aligner's regularisation by ``folds``-fold cross-validation over the training
+    items (seeded by ``seed``; :func:`~xmodal.model.selection.cross_validate`), recorded in the
+    model's ``about["auto"]``. Fewer than 10 items are refused; items fewer than the embedding
+    dimension give a warning in ``about["warnings"]``.
     """
+    if auto and aligner.iterative:
+        raise ValueError("--auto chooses the regularisation of closed-form aligners; trained heads stop early instead")
     if len(encoders) < 2:
         raise ValueError(f"fitting aligns two or more modalities; got {list(encoders)}")
     if aligner.n_modalities is not None and len(encoders) != aligner.n_modalities:
@@ -185,12 +195,22 @@ def fit_model(
             dataset, store, built, pairwise=aligner.n_modalities == 2, split=split, dev_split=dev_split,
             iterative=aligner.iterative, **options,
         )  # fmt: skip
+    n_items = training.n_rows if training.groups is None else len(np.unique(training.groups))
+    warning = small_data_warning(n_items, training.dims, auto)
+    selection = None
+    if auto:
+        assert training.groups is not None
+        selection = cross_validate(aligner, training.embeddings, training.groups, folds=folds, seed=seed)
     training.fit(aligner)
     validation = "none" if not aligner.iterative else dev_split if training.validation is not None else "held out"
-    about = {
+    about: dict[str, Any] = {
         "dataset": dataset.name,
         "split": split,
         "pairs": training.n_rows,
         "validation": validation,
     }
+    if warning is not None:
+        about["warnings"] = [warning]
+    if selection is not None:
+        about["auto"] = selection.to_json()
     return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
