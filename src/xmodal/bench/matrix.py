@@ -30,8 +30,9 @@ from xmodal.align.presets import make_aligner
 from xmodal.bench.results import machine_description, markdown_table, replace_section, stamp, write_json
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC, FUSIONS
 from xmodal.data import PairedDataset
-from xmodal.evaluate import evaluate_retrieval
+from xmodal.evaluate import evaluate_retrieval, ranks, recall_metrics
 from xmodal.model.fitting import TrainingSet
+from xmodal.retrieval import Scorer, SumScorer
 from xmodal.store import EmbeddingStore, ModalityEmbeddings, embed_modalities
 
 KS = (1, 5, 10)
@@ -111,9 +112,7 @@ def evaluate_fused(
 ) -> None:
     """Fill ``result.fused``: every pair of the other modalities, then all of them (when more
     than two), as fused queries of the ``gallery`` modality."""
-    others = [m for m in aligner.modalities_ if m != gallery]
-    combos = [*itertools.combinations(others, 2), *([tuple(others)] if len(others) > 2 else [])]
-    for combo in combos:
+    for combo in _combos([m for m in aligner.modalities_ if m != gallery]):
         items = test.complete_items(aligner.modalities_ if complete else [*combo, gallery])
         shared, gallery_items = _shared(aligner, test, gallery, items)
         item_of_row, slots = test.slot_rows(combo, items)
@@ -122,6 +121,36 @@ def evaluate_fused(
             result.fused[(combo, gallery, fusion)] = evaluate_retrieval(
                 queries, shared, item_of_row, gallery_items, csls_k=csls_k, ks=KS, fusion=fusion
             )
+
+
+def evaluate_fused_across(
+    aligners: dict[str, Aligner],
+    test: ModalityEmbeddings,
+    result: MatrixResult,
+    *,
+    gallery: str,
+    csls_k: int,
+    metric: str = DEFAULT_METRIC,
+) -> None:
+    """Fused queries for aligners fitted per pair: ``aligners[m]`` puts ``m`` and ``gallery`` in a
+    space of their own, so the queries fuse by score (each modality scored in its own space,
+    the scores summed), recorded as fusion ``score``."""
+    for combo in _combos(list(aligners)):
+        items = test.complete_items([*combo, gallery])
+        item_of_row, slots = test.slot_rows(combo, items)
+        scorers = []
+        for m in combo:
+            shared, gallery_items = _shared(aligners[m], test, gallery, items)
+            queries = aligners[m].transform(test.arrays[m][slots[m]], m)
+            scorers.append(Scorer(queries, shared, metric=metric, csls_k=csls_k))
+        result.fused[(combo, gallery, "score")] = recall_metrics(
+            ranks(SumScorer(scorers), item_of_row, gallery_items), KS
+        )
+
+
+def _combos(others: list[str]) -> list[tuple[str, ...]]:
+    """Every pair of ``others``, then all of them when there are more than two."""
+    return [*itertools.combinations(others, 2), *([tuple(others)] if len(others) > 2 else [])]
 
 
 def matrix_table(result: MatrixResult) -> Table:
@@ -235,6 +264,7 @@ def run_matrix(
     for name, aligner in factories.items():
         result = MatrixResult(name, 0.0, test.n_items)
         if aligner.n_modalities == 2:
+            to_gallery: dict[str, Aligner] = {}  # the aligner of each modality with fuse_to
             for first, second in itertools.combinations(modalities, 2):
                 pair_aligner = make_aligner(name, pair=(first, second))
                 embeddings, groups = train.pairs(first, second)
@@ -244,6 +274,10 @@ def run_matrix(
                 pair_aligner.fit(embeddings, groups=groups)
                 result.fit_seconds += time.perf_counter() - fit_started
                 evaluate_pairs(pair_aligner, test, result, csls_k=csls_k)
+                if fuse_to in (first, second):
+                    to_gallery[second if first == fuse_to else first] = pair_aligner
+            if fuse_to is not None and len(to_gallery) > 1 and "score" in fusions:
+                evaluate_fused_across(to_gallery, test, result, gallery=fuse_to, csls_k=csls_k)
         else:
             fit_started = time.perf_counter()
             TrainingSet.from_modalities(train, dev).fit(aligner)
