@@ -69,7 +69,7 @@ def test_search_with_csls_and_fusion(built, models_dir, xmodal):
         (["search", "INDEX", "a dog", "-k", "0"], "k must be >= 1, got 0"),
         (["search", "INDEX", "a dog", "-k", "13"], "k must be between 1 and the gallery size 12, got 13"),
         (["search", "INDEX", "  "], "the text query is empty"),
-        (["search", "INDEX"], "a query needs a text or an image"),
+        (["search", "INDEX"], "a query needs a text, a file, or both"),
         (["search", "INDEX", "--image", "missing.jpg"], "image file not found: missing.jpg"),
         (["search", "nowhere"], "not an xmodal index: nowhere/manifest.json not found"),
         (["index", "add", "INDEX", "texts.txt"], "is a gallery of images; texts.txt holds texts"),

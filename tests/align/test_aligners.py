@@ -172,6 +172,18 @@ def test_cca_is_symmetric_in_modality_order():
     assert_perfect_retrieval(b, test)
 
 
+def test_truncated_cca_equals_a_narrower_fit():
+    train, test = linear_pair(noise=0.5)
+    wide = CCAAligner(n_components=20, reg=1.0, weight_power=0.5).fit(train)
+    narrow = CCAAligner(n_components=8, reg=1.0, weight_power=1.0).fit(train)
+    cut = wide.truncated(8, 1.0)
+    assert cut.get_params() == narrow.get_params()
+    for m in ("text", "image"):
+        np.testing.assert_allclose(cut.transform(test[m], m), narrow.transform(test[m], m), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"n_components must be in \[1, 20\], got 21"):
+        wide.truncated(21, 1.0)
+
+
 def test_identity_aligner():
     train, test = same_space_pair()
     aligner = IdentityAligner(normalize=False).fit(train)

@@ -40,7 +40,7 @@ def test_captions_find_their_images_well_above_chance(index):
 
 def test_hits_are_the_exact_cosine_ranking(index):
     hits = index.search("two dogs play in the snow", k=5)
-    query = index._encode_query("two dogs play in the snow", None)["text"][0]
+    query = index._encode_query({"text": "two dogs play in the snow"})["text"][0]
     expected = np.argsort(-(index.storage.embeddings @ query), kind="stable")[:5]
     assert _ids(hits) == [index.items[r].id for r in expected]
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
@@ -56,7 +56,7 @@ def test_an_image_query_finds_itself_first(index):
 
 def test_csls_rescores_against_the_captions(index):
     text = "a man sits on the ground"
-    query = index._encode_query(text, None)["text"][0]
+    query = index._encode_query({"text": text})["text"][0]
     cosine = index.storage.embeddings @ query
     k = index.csls_k
     assert k == 10  # the model's scoring setting
@@ -82,7 +82,7 @@ def test_fused_text_and_image_queries(index):
         (dict(text="a dog", k=0), "k must be >= 1, got 0"),
         (dict(text="a dog", k=25), "k must be between 1 and the gallery size 24, got 25"),
         (dict(text="   "), "the text query is empty"),
-        (dict(), "a query needs a text or an image"),
+        (dict(), "a query needs a text, a file, or both"),
     ],
 )
 def test_bad_queries_are_refused_clearly(index, kwargs, message):

@@ -157,6 +157,19 @@ class CCAAligner(Aligner):
         self.projection_ = {m_a: proj_a, m_b: proj_b}
         self.correlations_ = corr
 
+    def truncated(self, n_components: int, weight_power: float) -> CCAAligner:
+        """The fitted CCA of ``n_components <= self.n_components`` directions weighted by
+        ``weight_power``, without refitting: CCA's leading directions do not depend on how many
+        are kept (the same data gives the same first columns)."""
+        self._check_fitted()
+        if not 1 <= n_components <= self.n_components:
+            raise ValueError(f"n_components must be in [1, {self.n_components}], got {n_components}")
+        smaller = CCAAligner(n_components, self.reg, weight_power, self.normalize)
+        smaller.modalities_, smaller.dims_, smaller.mean_ = self.modalities_, self.dims_, self.mean_
+        smaller.projection_ = {m: p[:, :n_components] for m, p in self.projection_.items()}
+        smaller.correlations_ = self.correlations_[:n_components]
+        return smaller
+
     def affine(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """``(W, b)`` with ``transform(x) = x' W + b`` for preprocessed rows ``x'``."""
         self._check_fitted()

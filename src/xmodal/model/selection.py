@@ -104,12 +104,22 @@ def cross_validate(
     n_train = int(np.sum(fold != 0))
     selection = Selection({}, folds, seed)
     best = -np.inf
-    for params in candidates(aligner, dims, n_train):
+    grid = candidates(aligner, dims, n_train)
+    widest: dict[tuple[int, float], CCAAligner] = {}  # CCA: one fit per fold and reg serves every width
+    for params in grid:
         scores = []
         for k in range(folds):
             held = fold == k
-            trial = type(aligner)(**{**aligner.get_params(), **params})
-            trial.fit({m: x[~held] for m, x in embeddings.items()})
+            train = {m: x[~held] for m, x in embeddings.items()}
+            trial: Aligner
+            if isinstance(aligner, CCAAligner):
+                key = (k, params["reg"])
+                if key not in widest:
+                    most = max(c["n_components"] for c in grid)
+                    widest[key] = CCAAligner(most, params["reg"], normalize=aligner.normalize).fit(train)
+                trial = widest[key].truncated(params["n_components"], params["weight_power"])
+            else:
+                trial = type(aligner)(**{**aligner.get_params(), **params}).fit(train)
             scores.append(_mean_reciprocal_rank(trial, {m: x[held] for m, x in embeddings.items()}, groups[held]))
         score = float(np.mean(scores))
         selection.scores.append({**params, "MRR": round(score, 4)})

@@ -1,5 +1,6 @@
-"""The searcher: a stored index plus the model's encoders, answering text, image and fused
-queries with the scoring code of :mod:`xmodal.retrieval`.
+"""The searcher: a stored index plus the model's encoders, answering queries of any of the
+model's modalities (a text, an image or audio file, a vector in a file), alone or fused, with
+the scoring code of :mod:`xmodal.retrieval`.
 
 Queries are encoded by the encoders the model was fitted on (rebuilt by name, refused if
 their cache key changed), mapped into the shared space, and scored by cosine against the
@@ -11,7 +12,7 @@ the reference queries. Over an ANN index, CSLS and score fusion re-score the top
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,20 @@ class Searcher:
         *,
         modality: str = "image",
         kind: str = "auto",
+        captions: str | None = "text",
         store: EmbeddingStore | None = None,
         models_dir: str | Path | None = None,
         progress: bool = False,
     ) -> Searcher:
-        """Encode ``items`` (through the embedding cache) into a new index in ``model``'s space."""
-        searcher = cls(IndexStorage(model, modality, kind), model.build_encoders(models_dir))
-        return searcher.add(items, store=store, progress=progress)
+        """Encode ``items`` (through the embedding cache) into a new index of ``model``'s
+        ``modality`` in its space; ``captions`` is the model's modality of the items' captions."""
+        encoders = model.build_encoders(models_dir)
+        if modality not in encoders:
+            raise ValueError(f"the model has no modality {modality!r} for a gallery; it has {', '.join(encoders)}")
+        storage = IndexStorage(
+            model, modality, kind, gallery_kind=encoders[modality].modality, caption_modality=captions
+        )
+        return cls(storage, encoders).add(items, store=store, progress=progress)
 
     @classmethod
     def load(
@@ -121,14 +129,14 @@ class Searcher:
             raise ValueError("no items to add")
         self.storage.check_new(items)
         store = store or EmbeddingStore()
-        modality = self.storage.modality
-        values = [item.value(modality) for item in items]
+        modality, caption_modality = self.storage.modality, self.storage.caption_modality
+        values = [item.value(self.storage.gallery_kind) for item in items]
         rows = self._to_shared(store.embed(self.encoders[modality], values, label="index", progress=progress), modality)
-        captions = [c for item in items for c in item.captions] if modality == "image" else []
+        captions = [c for item in items for c in item.captions]
         reference = None
-        if captions:
-            text = store.embed(self.encoders["text"], captions, label="index/captions", progress=progress)
-            reference = self._to_shared(text, "text")
+        if captions and self.storage.gallery_kind != "text" and caption_modality is not None:
+            text = store.embed(self.encoders[caption_modality], captions, label="index/captions", progress=progress)
+            reference = self._to_shared(text, caption_modality)
         with self._lock:
             self.storage.append(items, rows, reference)
             self._hubness = None
@@ -139,36 +147,40 @@ class Searcher:
         text: str | None = None,
         image: str | Path | None = None,
         *,
+        queries: Mapping[str, str | Path] | None = None,
         k: int = 10,
         csls: bool = False,
         fusion: str = "mean",
     ) -> list[Hit]:
-        """The ``k`` best gallery rows for a text, an image, or both (fused by ``fusion``,
-        ``"mean"`` or ``"score"`` as in :mod:`xmodal.retrieval.fusion`).
+        """The ``k`` best gallery rows for a query of one or several modalities, fused by
+        ``fusion`` (``"mean"`` or ``"score"`` as in :mod:`xmodal.retrieval.fusion`).
 
-        ``csls`` scores by CSLS with the model's neighbourhood (``csls_k``, or the default when
-        the model scores without) against the gallery's captions as the reference queries
-        (text queries on image galleries built with captions).
+        ``queries`` maps modalities of the model to values: a text for a text modality, a file
+        path for an image, audio or vector one. ``text`` and ``image`` are shortcuts for the
+        model's modality ``text`` (else its first text modality) and ``image`` (else its first
+        image modality). ``csls`` scores by CSLS with the model's neighbourhood (``csls_k``, or
+        the default when the model scores without) against the gallery's captions as the
+        reference queries (queries of the caption modality, on galleries built with captions).
         """
         n = len(self.storage)
         k = check_int(k, "k", minimum=1)
         if k > n:
             raise ValueError(f"k must be between 1 and the gallery size {n}, got {k}")
         check_fusion(fusion)
-        parts = self._encode_query(text, image)
+        parts = self._encode_query(self._query_values(text, image, queries))
         if csls:
             self._check_csls(parts)
-        queries = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
-        if len(queries) == 1 and not csls:
-            scores, rows = self.storage.knn(queries[0], k)
+        vectors = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
+        if len(vectors) == 1 and not csls:
+            scores, rows = self.storage.knn(vectors[0], k)
             return self._hits(rows[0], scores[0])
         csls_k = self.csls_k
         depth = n if self.storage.exact else min(n, max(RERANK_DEPTH, 4 * k, csls_k))
-        found = [self.storage.knn(q, depth) for q in queries]
+        found = [self.storage.knn(q, depth) for q in vectors]
         rows = np.unique(np.concatenate([r[0] for _, r in found]))
         rows = rows[rows >= 0]
         total = np.zeros(len(rows), np.float32)
-        for q, (top, _) in zip(queries, found):
+        for q, (top, _) in zip(vectors, found):
             cosine = self.storage.embeddings[rows] @ q[0]
             total += csls_scores(cosine[None], top_k_mean(top, csls_k), self._hubness_of(rows))[0] if csls else cosine
         order = np.lexsort((rows, -total))[:k]
@@ -182,23 +194,45 @@ class Searcher:
     def _to_shared(self, embeddings: np.ndarray, modality: str) -> np.ndarray:
         return np.ascontiguousarray(unit_rows(self.model.transform(embeddings, modality)), dtype=np.float32)
 
-    def _encode_query(self, text: str | None, image: str | Path | None) -> dict[str, np.ndarray]:
-        if text is None and image is None:
-            raise ValueError("a query needs a text or an image (or both)")
-        if text is not None and not text.strip():
-            raise ValueError("the text query is empty")
-        parts = {}
+    def _query_values(
+        self, text: str | None, image: str | Path | None, queries: Mapping[str, str | Path] | None
+    ) -> dict[str, str]:
+        """``{modality: value}`` of a query, the shortcuts resolved; checked against the model."""
+        values = {m: str(v) for m, v in (queries or {}).items()}
+        for kind, value in (("text", text), ("image", image)):
+            if value is None:
+                continue
+            modality = kind if kind in self.encoders else self._first_of_kind(kind)
+            if modality in values:
+                raise ValueError(f"two queries of modality {modality!r}")
+            values[modality] = str(value)
+        if not values:
+            raise ValueError("a query needs a text, a file, or both")
+        for modality, value in values.items():
+            if modality not in self.encoders:
+                raise ValueError(f"the model has no modality {modality!r}; it has {', '.join(self.encoders)}")
+            if self.encoders[modality].modality == "text" and not value.strip():
+                raise ValueError(f"the {modality} query is empty")
+        return values
+
+    def _first_of_kind(self, kind: str) -> str:
+        found = [m for m, e in self.encoders.items() if e.modality == kind]
+        if not found:
+            raise ValueError(f"the model has no {kind} modality; it has {', '.join(self.encoders)}")
+        return found[0]
+
+    def _encode_query(self, values: dict[str, str]) -> dict[str, np.ndarray]:
         with self._lock:
-            for modality, value in (("text", text), ("image", image)):
-                if value is not None:
-                    parts[modality] = self._to_shared(self.encoders[modality].encode([str(value)]), modality)
-        return parts
+            return {m: self._to_shared(self.encoders[m].encode([v]), m) for m, v in values.items()}
 
     def _check_csls(self, parts: dict[str, np.ndarray]) -> None:
-        if self.storage.modality != "image" or not self.storage.reference.size:
-            raise ValueError("CSLS needs reference queries: an image gallery built from items with captions")
-        if set(parts) != {"text"}:
-            raise ValueError("CSLS applies to text queries only (the reference queries are the gallery's captions)")
+        if not self.storage.reference.size:
+            raise ValueError("CSLS needs reference queries: a gallery of files built from items with captions")
+        if set(parts) != {self.storage.caption_modality}:
+            raise ValueError(
+                f"CSLS applies to {self.storage.caption_modality} queries only (the reference queries are the "
+                "gallery's captions)"
+            )
 
     def _hubness_of(self, rows: np.ndarray) -> np.ndarray:
         """CSLS ``r_reference`` of gallery ``rows``: mean cosine to their nearest captions."""

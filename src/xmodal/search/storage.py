@@ -3,15 +3,16 @@ metadata, and the files that hold them.
 
 An index directory holds::
 
-    manifest.json    format, gallery modality, item count, dimension, FAISS kind, and the
-                     model's encoders and scoring (for people; the model file is the source)
+    manifest.json    format, gallery modality and its kind (image, audio or text), the caption
+                     modality, item count, dimension, FAISS kind, and the model's encoders and
+                     scoring (for people; the model file is the source)
     model.npz        the model whose shared space the rows live in (:class:`~xmodal.model.Model`)
     embeddings.npy   gallery rows in the shared space, L2-normalised float32
     faiss.index      inner product: exact (``IndexFlatIP``) for small galleries, HNSW (or IVF,
                      by choice) from :data:`ANN_THRESHOLD` rows on
     items.parquet    id, path, captions of each row
-    reference.npy    an image gallery's captions in the shared space: the reference queries
-                     of CSLS (present when the items have captions)
+    reference.npy    the captions of a gallery of files in the shared space: the reference
+                     queries of CSLS (present when the items have captions)
 
 The directory is written whole into a temporary sibling and swapped in (see
 :func:`xmodal.core.files.atomic_folder`).
@@ -39,7 +40,6 @@ FORMAT = "xmodal-index/2"
 ANN_THRESHOLD = 50_000  # "auto" switches from exact search to HNSW at this many rows
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 384  # recall@10 0.978 on 1M vectors (benchmarks/ann.py)
 IVF_PROBE_SHARE = 8  # IVF searches 1/8 of its lists (recall@10 0.93 on 300k vectors of benchmarks/ann.py)
-MODALITIES = ("image", "text")
 
 
 def resolve_kind(kind: str, n_rows: int) -> str:
@@ -87,16 +87,33 @@ def faiss_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.nd
 class IndexStorage:
     """The stored part of an index: rows, CSLS reference rows, items, FAISS; no encoders.
 
-    ``model`` is the model the rows were mapped with; ``kind`` one of
-    :data:`~xmodal.core.config.INDEX_KINDS`.
+    ``model`` is the model the rows were mapped with; ``modality`` one of its modalities, whose
+    values are of ``gallery_kind`` (image, audio or text; default: the modality's name for
+    ``image`` and ``text``); ``caption_modality`` the model's modality of the items' captions,
+    the reference queries of CSLS; ``kind`` one of :data:`~xmodal.core.config.INDEX_KINDS`.
     """
 
-    def __init__(self, model: Model, modality: str = "image", kind: str = "auto"):
-        if modality not in MODALITIES:
-            raise ValueError(f"gallery modality must be image or text, got {modality!r}")
+    def __init__(
+        self,
+        model: Model,
+        modality: str = "image",
+        kind: str = "auto",
+        *,
+        gallery_kind: str | None = None,
+        caption_modality: str | None = "text",
+    ):
+        if modality not in model.modalities:
+            raise ValueError(
+                f"the model has no modality {modality!r} for a gallery; it has {', '.join(model.modalities)}"
+            )
+        gallery_kind = gallery_kind or modality
+        if gallery_kind not in ("image", "audio", "text"):
+            raise ValueError(f"a gallery holds image, audio or text values; name the kind of {modality!r}")
         resolve_kind(kind, 0)
         self.model = model
         self.modality = modality
+        self.gallery_kind = gallery_kind
+        self.caption_modality = caption_modality if caption_modality in model.modalities else None
         self.kind = kind
         self.items: list[IndexItem] = []
         self.embeddings = np.zeros((0, 0), np.float32)
@@ -124,7 +141,7 @@ class IndexStorage:
             if item.id in self._rows or item.id in new:
                 raise ValueError(f"duplicate item id {item.id!r}: ids must be unique in an index")
             new.add(item.id)
-            item.value(self.modality)
+            item.value(self.gallery_kind)
 
     def append(self, items: list[IndexItem], rows: np.ndarray, reference: np.ndarray | None) -> None:
         """Add ``items`` with their unit ``rows`` (and captions' ``reference`` rows, if any)."""
@@ -157,6 +174,8 @@ class IndexStorage:
         return {
             "format": FORMAT,
             "modality": self.modality,
+            "gallery_kind": self.gallery_kind,
+            "caption_modality": self.caption_modality,
             "count": len(self.items),
             "dim": int(self.embeddings.shape[1]),
             "kind": self.kind,
@@ -203,7 +222,13 @@ class IndexStorage:
                 "build it again with `xmodal index build`"
             )
         model = Model.load(path / manifest["model"], encoders=encoders, backend=backend)
-        storage = cls(model, manifest["modality"], manifest["kind"])
+        storage = cls(
+            model,
+            manifest["modality"],
+            manifest["kind"],
+            gallery_kind=manifest.get("gallery_kind"),  # absent before any modality: image or text
+            caption_modality=manifest.get("caption_modality", "text"),
+        )
         storage.embeddings = np.load(path / "embeddings.npy", allow_pickle=False)
         if (path / "reference.npy").is_file():
             storage.reference = np.load(path / "reference.npy", allow_pickle=False)
