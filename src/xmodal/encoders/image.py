@@ -44,9 +44,17 @@ _PREPROCESS_VERSION = "bicubic/(x-127)/128/v2"  # v2: transparency flattened, SV
 def preprocess(
     image: Image.Image, size: int, fit: str = "crop", fill: tuple[int, int, int] | None = None
 ) -> np.ndarray:
-    """``3 x size x size`` float32 array of an RGB image, scaled to ``(x - 127) / 128``:
-    ``fit="crop"`` resizes the shorter side to ``size`` and centre-crops; ``fit="pad"``
-    resizes the longer side to ``size`` and centres the image on ``fill`` (black if None)."""
+    """``3 x size x size`` float32 array of an RGB image (:func:`fitted_pixels`), scaled to
+    ``(x - 127) / 128``."""
+    return ((fitted_pixels(image, size, fit, fill) - 127.0) / 128.0).transpose(2, 0, 1)
+
+
+def fitted_pixels(
+    image: Image.Image, size: int, fit: str = "crop", fill: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """``size x size x 3`` float32 pixels (0..255) of an RGB image: ``fit="crop"`` resizes the
+    shorter side to ``size`` (bicubic) and centre-crops; ``fit="pad"`` resizes the longer side
+    to ``size`` and centres the image on ``fill`` (black if None)."""
     width, height = image.size
     if fit == "pad":
         scale = size / max(width, height)
@@ -64,8 +72,7 @@ def preprocess(
         left = (new_size[0] - size) // 2
         top = (new_size[1] - size) // 2
         image = image.crop((left, top, left + size, top + size))
-    pixels = np.asarray(image, dtype=np.float32)
-    return ((pixels - 127.0) / 128.0).transpose(2, 0, 1)
+    return np.asarray(image, dtype=np.float32)
 
 
 def image_options(fit: str, background: str | None) -> str:

