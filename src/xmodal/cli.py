@@ -713,6 +713,15 @@ def analyze(
         Optional[int], typer.Option("--limit", min=1, help="First N items of each split: a quick look.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    modality: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--modality",
+            help="The pair analysed, twice: the query modality, then the gallery's (default: text and image, "
+            "or the model's two).",
+        ),
+    ] = None,
+    encoder: EncoderOpt = None,
     text_encoder: ModelTextOpt = None,
     image_encoder: ModelImageOpt = None,
     data: DataOpt = None,
@@ -720,23 +729,38 @@ def analyze(
     models: ModelsOpt = None,
     backend: ModelBackendOpt = None,
 ) -> None:
-    """Measure the modality gap, geometry and similarity functions before and after each aligner; write an HTML report."""
+    """Measure the modality gap, geometry and similarity functions before and after each aligner; write an HTML report.
+
+    Any pair of a dataset's modalities (--modality twice); without a dev split, trained
+    aligners hold out a seeded tenth of the train items to stop early on."""
     from xmodal.analysis.report import DEFAULT_ANALYSIS_ALIGNERS
     from xmodal.analysis.report import analyze as analyze_dataset
     from xmodal.data import load_dataset
-    from xmodal.store import EmbeddingStore
+    from xmodal.store import EmbeddingStore, choose_encoders
 
-    fitted = [] if model_file is None else [_load_model(model_file, text_encoder, image_encoder, backend, None)]
+    loaded = load_dataset(dataset, data)
+    given = _encoder_options(encoder, text_encoder, image_encoder)
+    fitted = (
+        []
+        if model_file is None
+        else [_load_model(model_file, None, None, backend, None, [f"{m}={n}" for m, n in given.items()])]
+    )
+    if modality is not None and len(modality) != 2:
+        raise ValueError(f"--modality names the pair analysed: twice, got {len(modality)}")
     if fitted:
-        encoders: dict[str, Any] = fitted[0].build_encoders(models)
+        built: dict[str, Any] = fitted[0].build_encoders(models)
+        pair = modality or sorted(built, key=lambda m: loaded.kind(m) == "image")
         backend = fitted[0].backend
+        chosen_encoders = [built[m] for m in pair]
     else:
-        encoders = {"text": text_encoder or DEFAULT_TEXT_ENCODER, "image": image_encoder or DEFAULT_IMAGE_ENCODER}
+        pair = modality or ["text", "image"]
+        names, _ = choose_encoders(loaded, given, pair)
+        chosen_encoders = [names[m] for m in pair]
     chosen = aligner if aligner is not None else ([] if fitted else list(DEFAULT_ANALYSIS_ALIGNERS))
     result = analyze_dataset(
-        load_dataset(dataset, data), out, EmbeddingStore(cache), text_encoder=encoders["text"],
-        image_encoder=encoders["image"], aligners=chosen, models=fitted, split=split, learned=learned or (),
-        limit=limit, n_failures=failures, seed=seed, backend=backend or DEFAULT_BACKEND, models_dir=models,
+        loaded, out, EmbeddingStore(cache), text_encoder=chosen_encoders[0], image_encoder=chosen_encoders[1],
+        aligners=chosen, models=fitted, split=split, learned=learned or (), limit=limit, n_failures=failures,
+        seed=seed, backend=backend or DEFAULT_BACKEND, models_dir=models, modalities=(pair[0], pair[1]),
     )  # fmt: skip
     table = Table(title=f"{result.title}: geometry")
     columns = ("centroid gap", "W2 exact", "CKA", "hub skew t2i")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,20 +61,22 @@ def analyze(
     backend: str = DEFAULT_BACKEND,
     models_dir: str | Path | None = None,
     progress: bool = True,
+    modalities: tuple[str, str] = ("text", "image"),
 ) -> Analysis:
     """Fit ``aligners`` on the train split (trained ones stopped early on the dev split when
     the dataset has one), add the spaces of fitted ``models`` (their encoders must be the
     ones given), measure the unaligned and every aligned space on ``split``, and write
     ``report.html`` (+ ``figures/``, ``thumbs/``, ``analysis.json``) into ``out_dir``.
-    ``limit`` keeps the first items of each split (a quick look)."""
+    ``limit`` keeps the first items of each split (a quick look). ``modalities`` are the pair
+    analysed: the first (embedded by ``text_encoder``) queries, the second (``image_encoder``)
+    is the gallery; the tables and figures call them text and image."""
     out = Path(out_dir)
     started = time.perf_counter()
     names = ["train", *(["dev"] if "dev" in dataset.splits else []), split]
     splits = {name: dataset.split(name).subset(limit) for name in dict.fromkeys(names)}
+    options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
     emb = {
-        name: embed_split(
-            d, store, text_encoder, image_encoder, backend=backend, models_dir=models_dir, progress=progress
-        )
+        name: embed_split(d, store, text_encoder, image_encoder, modalities=modalities, **options)
         for name, d in splits.items()
     }
     dev = emb.get("dev")
@@ -81,7 +84,10 @@ def analyze(
 
     tick = time.perf_counter()
     spaces = fit_spaces(aligners, TrainingSet.from_pairs(emb["train"], dev))
-    spaces += [FittedSpace(_model_name(m), m.aligner) for m in models]
+    for model in models:
+        if set(model.modalities) != set(modalities):
+            raise ValueError(f"{_model_name(model)} aligns {', '.join(model.modalities)}, not {', '.join(modalities)}")
+        spaces.append(FittedSpace(_model_name(model), model.aligner, modalities=modalities))
     mapped = {space.name: space.apply(emb[split]) for space in spaces}
     rank_sets = {name: cosine_ranks(m) for name, m in mapped.items()}
     gaps = {name: gap_row(m, seed=seed, known_ranks=rank_sets[name]) for name, m in mapped.items()}
@@ -96,11 +102,13 @@ def analyze(
         recall_curves(rank_sets, out / "figures" / "recall_at_k.png"),
     ]
     focus = max((n for n in gaps if n != UNALIGNED), key=lambda n: gaps[n]["mean R@10"], default=UNALIGNED)
-    failures = worst_failures(mapped[focus], rank_sets[focus]["t2i"], splits[split], out / "thumbs", n_failures)
+    failures = worst_failures(
+        mapped[focus], rank_sets[focus]["t2i"], splits[split], out / "thumbs", n_failures, modalities=modalities
+    )
     seconds["figures"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
 
-    encoders = f"text {_name(text_encoder)}, image {_name(image_encoder)}"
+    encoders = f"{modalities[0]} {_name(text_encoder)}, {modalities[1]} {_name(image_encoder)}"
     title = f"{dataset.name} {split}{f' (first {limit} items)' if limit else ''}: {encoders}"
     analysis = Analysis(
         title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds
@@ -121,28 +129,43 @@ def _model_name(model: Model) -> str:
 
 
 def worst_failures(
-    split: SplitEmbeddings, t2i_ranks: np.ndarray, dataset: PairedDataset, thumbs: Path, n: int, shown: int = 3
+    split: SplitEmbeddings,
+    t2i_ranks: np.ndarray,
+    dataset: PairedDataset,
+    thumbs: Path,
+    n: int,
+    shown: int = 3,
+    modalities: tuple[str, str] = ("text", "image"),
 ) -> list[dict]:
-    """The ``n`` text queries whose right image ranks worst: the query, its ``shown`` top (wrong)
-    images and the right one, with thumbnails written under ``thumbs``."""
-    texts, images = dataset.flatten("text"), dataset.flatten("image")
-    scores, top = topk(Scorer(unit_rows(split.text), unit_rows(split.image)), min(shown, len(images.values)))
+    """The ``n`` queries (values of the first of ``modalities``) whose right gallery value (of
+    the second) ranks worst: the query, its ``shown`` top (wrong) values and the right one, each
+    shown as a thumbnail written under ``thumbs`` (images) or as text."""
+    queries, gallery = (dataset.flatten(m) for m in modalities)
+    kinds = [dataset.kind(m) for m in modalities]
+    scores, top = topk(Scorer(unit_rows(split.text), unit_rows(split.image)), min(shown, len(gallery.values)))
     failures = []
     for row in np.argsort(-t2i_ranks, kind="stable")[:n]:
         item = split.text_items[row]
         right = int(np.flatnonzero(split.image_items == item)[0])
         failures.append(
             {
-                "query": texts.values[row],
+                "query": _shown(queries.values[row], kinds[0], thumbs),
                 "rank": int(t2i_ranks[row]),
                 "retrieved": [
-                    {"thumb": _thumbnail(images.values[i], thumbs), "score": float(s)}
+                    {**_shown(gallery.values[i], kinds[1], thumbs), "score": float(s)}
                     for i, s in zip(top[row], scores[row])
                 ],
-                "right": _thumbnail(images.values[right], thumbs),
+                "right": _shown(gallery.values[right], kinds[1], thumbs),
             }
         )
     return failures
+
+
+def _shown(value: str, kind: str, thumbs: Path) -> dict[str, str]:
+    """How a value appears in the failure gallery: ``{"thumb": ...}`` or ``{"text": ...}``."""
+    if kind == "image":
+        return {"thumb": _thumbnail(value, thumbs)}
+    return {"text": value if kind == "text" else f"{kind} {Path(value).name if kind == 'audio' else 'row ' + value}"}
 
 
 def _thumbnail(path: str, folder: Path) -> str:
@@ -215,8 +238,8 @@ into the space.</small></p>
 <h2>Figures</h2>
 {figures}
 
-<h2>Worst text → image failures ({html.escape(analysis.failures[0]["space"]) if analysis.failures else "–"})</h2>
-<p><small>Red: the top images retrieved (all wrong); green: the right image and its rank.</small></p>
+<h2>Worst failures ({html.escape(analysis.failures[0]["space"]) if analysis.failures else "–"})</h2>
+<p><small>Each query, the top gallery values retrieved in red (all wrong), the right one in green with its rank.</small></p>
 {gallery}
 </body></html>
 """
@@ -224,13 +247,19 @@ into the space.</small></p>
 
 def _failure_html(failure: dict) -> str:
     wrong = "".join(
-        f'<div class="wrong"><img src="{r["thumb"]}" alt="retrieved"><br><small>score {r["score"]:.3f}</small></div>'
+        f'<div class="wrong">{_value_html(r)}<br><small>score {r["score"]:.3f}</small></div>'
         for r in failure["retrieved"]
     )
     return (
-        f'<div class="failure"><div class="query">“{html.escape(failure["query"])}”</div>{wrong}'
-        f'<div class="right"><img src="{failure["right"]}" alt="right image"><br><small>right image: rank {failure["rank"]}</small></div></div>'
+        f'<div class="failure"><div class="query">{_value_html(failure["query"])}</div>{wrong}'
+        f'<div class="right">{_value_html(failure["right"])}<br><small>right: rank {failure["rank"]}</small></div></div>'
     )
+
+
+def _value_html(shown: dict) -> str:
+    if "thumb" in shown:
+        return f'<img src="{shown["thumb"]}" alt="">'
+    return f"“{html.escape(shown['text'])}”"
 
 
 def _html_table(columns: Sequence[str], rows: Sequence[Sequence[object]], name: str) -> str:

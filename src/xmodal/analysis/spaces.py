@@ -18,18 +18,22 @@ UNALIGNED = "none"
 
 @dataclass
 class FittedSpace:
-    """A named map of both modalities into one space; ``aligner`` None is the unaligned one."""
+    """A named map of both modalities into one space; ``aligner`` None is the unaligned one.
+    ``modalities`` are the aligner's names of the two roles (the query side, then the gallery
+    side; a fitted model's own modality names)."""
 
     name: str
     aligner: Aligner | None
     fit_seconds: float = 0.0
+    modalities: tuple[str, str] = ("text", "image")
 
     def apply(self, split: SplitEmbeddings) -> SplitEmbeddings:
         """``split`` with both modalities mapped into this space (same rows and labels)."""
         if self.aligner is None:
             text, image = zero_pad(split.text, split.image)
         else:
-            text, image = self.aligner.transform(split.text, "text"), self.aligner.transform(split.image, "image")
+            first, second = self.modalities
+            text, image = self.aligner.transform(split.text, first), self.aligner.transform(split.image, second)
         return SplitEmbeddings(text, image, split.text_items, split.image_items)
 
 

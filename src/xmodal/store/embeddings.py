@@ -122,14 +122,18 @@ def embed_split(
     backend: str = DEFAULT_BACKEND,
     models_dir: str | Path | None = None,
     progress: bool = True,
+    modalities: tuple[str, str] = ("text", "image"),
 ) -> SplitEmbeddings:
     """Embed the text and image values of ``dataset`` through the cache (encoders given by
-    name are built with ``backend`` and ``models_dir``)."""
+    name are built with ``backend`` and ``models_dir``). Another pair of ``modalities`` takes
+    the two roles: the first is embedded by ``text_encoder`` into ``text``, the second by
+    ``image_encoder`` into ``image``."""
+    first, second = modalities
     text, text_items = embed_modality(
-        dataset, "text", resolve_encoder(text_encoder, backend, models_dir), store, progress=progress
+        dataset, first, resolve_encoder(text_encoder, backend, models_dir), store, progress=progress
     )
     image, image_items = embed_modality(
-        dataset, "image", resolve_encoder(image_encoder, backend, models_dir), store, progress=progress
+        dataset, second, resolve_encoder(image_encoder, backend, models_dir), store, progress=progress
     )
     return SplitEmbeddings(text, image, text_items, image_items)
 
