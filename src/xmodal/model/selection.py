@@ -24,7 +24,7 @@ from xmodal.retrieval import pairwise
 MIN_ITEMS = 10  # fewer items than this are refused: no fit means anything
 DEFAULT_FOLDS = 5
 GRIDS: dict[type, dict[str, list[Any]]] = {
-    CCAAligner: {"n_components": [16, 32, 64, 128, 256], "reg": [0.1, 1.0, 10.0], "weight_power": [0.5, 1.0]},
+    CCAAligner: {"n_components": [16, 32, 64, 128, 256], "reg": [0.1, 1.0, 10.0, 100.0], "weight_power": [0.5, 1.0]},
     LeastSquaresAligner: {"ridge": [0.1, 1.0, 10.0, 100.0, 1000.0]},
     ProcrustesAligner: {"n_components": [None, 16, 32, 64, 128, 256]},
 }
