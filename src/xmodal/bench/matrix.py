@@ -32,6 +32,7 @@ from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC, 
 from xmodal.data import PairedDataset
 from xmodal.evaluate import evaluate_retrieval, ranks, recall_metrics
 from xmodal.model.fitting import TrainingSet
+from xmodal.model.selection import GRIDS, cross_validate
 from xmodal.retrieval import Scorer, SumScorer
 from xmodal.store import EmbeddingStore, ModalityEmbeddings, embed_modalities
 
@@ -240,8 +241,11 @@ def run_matrix(
     models_dir: str | Path | None = None,
     backend: str = DEFAULT_BACKEND,
     progress: bool = True,
+    auto: bool = False,
 ) -> MatrixBench:
-    """Fit and evaluate each named aligner on the modalities of ``encoders`` (see the module docstring)."""
+    """Fit and evaluate each named aligner on the modalities of ``encoders`` (see the module
+    docstring); with ``auto``, each closed-form one also as ``NAME (auto)``: its regularisation
+    chosen per pair by cross-validation on the train pairs (:func:`~xmodal.model.selection.cross_validate`)."""
     modalities = tuple(encoders)
     if len(modalities) < 2:
         raise ValueError(f"{dataset.name}: a benchmark needs two or more modalities, got {list(modalities)}")
@@ -261,8 +265,11 @@ def run_matrix(
     bench = MatrixBench(dataset.name, dict(encoders), csls_k, fusions, fuse_to, eval_split, test.n_items, limit)
     bench.seconds["encode"] = time.perf_counter() - started
     bench.cache = {"hits": store.hits, "misses": store.misses}
-    for name, aligner in factories.items():
-        result = MatrixResult(name, 0.0, test.n_items)
+    runs = [(name, False) for name in factories]
+    runs += [(name, True) for name, a in factories.items() if auto and type(a) in GRIDS]
+    for name, tuned in runs:
+        aligner = factories[name]
+        result = MatrixResult(f"{name} (auto)" if tuned else name, 0.0, test.n_items)
         if aligner.n_modalities == 2:
             to_gallery: dict[str, Aligner] = {}  # the aligner of each modality with fuse_to
             for first, second in itertools.combinations(modalities, 2):
@@ -271,6 +278,8 @@ def run_matrix(
                 if not pair_aligner.accepts({m: x.shape[1] for m, x in embeddings.items()}):
                     continue  # e.g. identity across encoders that do not share a space
                 fit_started = time.perf_counter()
+                if tuned:
+                    cross_validate(pair_aligner, embeddings, groups)
                 pair_aligner.fit(embeddings, groups=groups)
                 result.fit_seconds += time.perf_counter() - fit_started
                 evaluate_pairs(pair_aligner, test, result, csls_k=csls_k)

@@ -21,6 +21,7 @@ from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_IMAGE_EN
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.model import pair_training_set
+from xmodal.model.selection import GRIDS, cross_validate
 from xmodal.store import EmbeddingStore, embed_split
 
 METRIC_COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10", "t2i/medR", "i2t/medR")
@@ -114,8 +115,11 @@ def run_pairs(
     eval_split: str = "test",
     limit: int | None = None,
     image_views: tuple[str, ...] = (),
+    auto: bool = False,
 ) -> BenchResult:
     """Run the benchmark on ``dataset``; ``aligners`` names presets (default: every closed-form one).
+    With ``auto``, every closed-form aligner is also run as ``NAME (auto)``, its regularisation
+    chosen by cross-validation on the train pairs (:func:`~xmodal.model.selection.cross_validate`).
 
     ``limit`` keeps the first ``limit`` items of each split (a quick smoke run, not the
     protocol). ``image_views`` names encoders of other views of the train images (e.g.
@@ -140,10 +144,15 @@ def run_pairs(
     result.seconds["encode"] = time.perf_counter() - started
     result.cache = {"hits": store.hits, "misses": store.misses}
     eval_started = time.perf_counter()
-    for name, aligner in models.items():
+    runs = list(models.items())
+    runs += [(f"{n} (auto)", make_aligner(n)) for n, a in models.items() if auto and type(a) in GRIDS]
+    for name, aligner in runs:
         if not aligner.accepts(training.dims):
             continue  # e.g. identity across encoders that do not share a space
         fit_started = time.perf_counter()
+        if name.endswith("(auto)"):
+            assert training.groups is not None
+            cross_validate(aligner, training.embeddings, training.groups)
         training.fit(aligner)
         fit_seconds = time.perf_counter() - fit_started
         text = aligner.transform(test.text, "text")
