@@ -70,7 +70,7 @@ $(TUXPAINT)/.fetched:
 tuxpaint: $(TUXPAINT)/.fetched
 bench-tuxpaint: $(STAMP) $(TUXPAINT)/.fetched
 	$(PY) benchmarks/tuxpaint.py --root $(TUXPAINT)
-	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl
+	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --auto
 	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --encoder 'image=efficientnet-lite0[background=none]'
 
 # The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.

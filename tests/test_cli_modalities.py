@@ -287,6 +287,7 @@ def test_analyze_any_pair_without_a_dev_split(trilingual, german_model, cache_di
     assert set(analysis["gaps"]) == {"none", "cca-128-weighted", "head-linear"}
     failure = analysis["failures"][0]
     assert set(failure["query"]) == {"text"} and set(failure["right"]) == {"text"}  # texts, not thumbnails
+    assert analysis["validation"] == "a seeded share of the train items (no dev split)"
     assert "Worst failures" in (out / "report.html").read_text()
     with_model = xmodal(
         "analyze", trilingual, "--model", german_model, "--failures", "1", "--out", tmp_path / "m", "--cache", cache_dir

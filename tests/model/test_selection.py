@@ -64,3 +64,11 @@ def test_small_data_warning():
     assert "chosen by cross-validation" in str(small_data_warning(300, {"text": 384, "image": 1280}, auto=True))
     with pytest.raises(ValueError, match="2 training items are too few to fit an aligner"):
         small_data_warning(2, {"text": 384, "image": 1280}, auto=False)
+
+
+def test_equal_values_of_two_items_both_take_part():
+    """Two items with the same caption embedding (a repeated description) stay two queries."""
+    data = planted(60, 8, noise=0.3)
+    data["text"][1::2] = data["text"][0::2]  # items 2i and 2i+1: one caption embedding
+    selection = cross_validate(LeastSquaresAligner(), data, np.arange(60), folds=3)
+    assert selection.params["ridge"] in (0.1, 1.0, 10.0, 100.0, 1000.0)

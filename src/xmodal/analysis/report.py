@@ -42,6 +42,7 @@ class Analysis:
     failures: list[dict]
     figures: list[Path]
     seconds: dict[str, float] = field(default_factory=dict)
+    validation: str = "dev split"  # what trained aligners and learned similarities stop early on
 
 
 def analyze(
@@ -110,8 +111,9 @@ def analyze(
 
     encoders = f"{modalities[0]} {_name(text_encoder)}, {modalities[1]} {_name(image_encoder)}"
     title = f"{dataset.name} {split}{f' (first {limit} items)' if limit else ''}: {encoders}"
+    validation = "the dev split" if dev is not None else "a seeded share of the train items (no dev split)"
     analysis = Analysis(
-        title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds
+        title, gaps, correlations, similarities, [dict(f, space=focus) for f in failures], figures, seconds, validation
     )
     out.mkdir(parents=True, exist_ok=True)
     record = {**vars(analysis), "figures": [str(p.relative_to(out)) for p in figures]}
@@ -215,7 +217,8 @@ figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #
 small {{ color: #666; }}
 </style></head><body>
 <h1>xmodal analysis</h1>
-<p>{html.escape(analysis.title)} · {time.strftime("%Y-%m-%d")} · {timing}</p>
+<p>{html.escape(analysis.title)} · {time.strftime("%Y-%m-%d")} · {timing} · trained aligners and
+learned similarities stop early on {html.escape(analysis.validation)}</p>
 
 <h2>Modality gap and geometry, before and after alignment</h2>
 <p><small>All measures on L2-normalised rows. <b>none</b>: the encoders' own coordinates (the

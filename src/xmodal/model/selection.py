@@ -130,11 +130,17 @@ def cross_validate(
 
 
 def _mean_reciprocal_rank(aligner: Aligner, held: dict[str, np.ndarray], groups: np.ndarray) -> float:
-    """Mean of 1/rank of the right item, each modality querying the other's distinct values."""
+    """Mean of 1/rank of the right item, each modality querying the other's distinct values
+    (an image repeated once per caption counts once; equal values of two items count twice)."""
     shared = {}
     for m, x in held.items():
-        _, distinct = np.unique(x, axis=0, return_index=True)  # an image repeated per caption counts once
-        rows = np.sort(distinct)
+        seen: set[tuple[object, bytes]] = set()
+        rows = []
+        for row, (group, values) in enumerate(zip(groups.tolist(), x)):
+            key = (group, values.tobytes())
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
         shared[m] = (aligner.transform(x[rows], m), groups[rows])
     first, second = shared.values()
     found = [ranks(pairwise(q[0], g[0]), q[1], g[1]) for q, g in ((first, second), (second, first))]
