@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from xmodal.search.storage import current_generation
+
 pytestmark = [pytest.mark.data, pytest.mark.weights]
 
 
@@ -86,7 +88,7 @@ def test_search_with_csls_and_fusion(built, models_dir, xmodal):
 def test_bad_input_gives_one_clear_line(built, models_dir, tmp_path, monkeypatch, args, message, xmodal):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "texts.txt").write_text("a dog\n")
-    (tmp_path / "cca.npz").write_bytes((built[0] / "model.npz").read_bytes())
+    (tmp_path / "cca.npz").write_bytes((current_generation(built[0]) / "model.npz").read_bytes())
     result = xmodal(*[built[0] if a == "INDEX" else a for a in args], "--models", models_dir)
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in " ".join(result.output.split())

@@ -459,14 +459,14 @@ def index_add(
     from xmodal.search import Searcher, gallery_source
     from xmodal.store import EmbeddingStore
 
-    index = Searcher.load(index_dir, models_dir=models)
-    kind, path = index.storage.gallery_kind, Path(source)
-    holds = "image" if path.is_dir() else "text" if path.suffix.lower() == ".txt" else kind
-    if holds != kind:
-        raise ValueError(f"{index_dir} is a gallery of {kind}s; {source} holds {holds}s")
-    captions = index.storage.caption_modality
-    items, _ = gallery_source(source, data_root=data, split=split, modality=index.modality, captions=captions)
-    index.add(items, store=EmbeddingStore(cache), progress=True).save(index_dir)
+    with Searcher.updating(index_dir, models_dir=models) as index:
+        kind, path = index.storage.gallery_kind, Path(source)
+        holds = "image" if path.is_dir() else "text" if path.suffix.lower() == ".txt" else kind
+        if holds != kind:
+            raise ValueError(f"{index_dir} is a gallery of {kind}s; {source} holds {holds}s")
+        captions = index.storage.caption_modality
+        items, _ = gallery_source(source, data_root=data, split=split, modality=index.modality, captions=captions)
+        index.add(items, store=EmbeddingStore(cache), progress=True)
     console.print(f"added {len(items)} items -> {len(index)} in {index_dir}", soft_wrap=True)
 
 

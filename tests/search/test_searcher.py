@@ -10,10 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from xmodal.core.files import file_digest
 from xmodal.data import DataError
 from xmodal.model import EncoderMismatchError
 from xmodal.search import Searcher, items_from_folder, items_from_texts
-from xmodal.search.storage import ANN_THRESHOLD, resolve_kind
+from xmodal.search.storage import ANN_THRESHOLD, current_generation, resolve_kind
 from xmodal.store import EmbeddingStore
 
 pytestmark = [pytest.mark.data, pytest.mark.weights]
@@ -114,7 +115,7 @@ def test_save_then_load_searches_the_same(index, saved, models_dir):
     assert manifest["aligner"] == {"class": "CCAAligner", "params": index.model.aligner.get_params()}
     assert manifest["scoring"] == {"metric": "cosine", "csls_k": 10}
     assert set(manifest["versions"]) == {"xmodal", "faiss", "numpy"}
-    table = pq.read_table(saved / "items.parquet")
+    table = pq.read_table(current_generation(saved) / "items.parquet")
     assert table.column_names == ["id", "path", "captions"] and table.num_rows == len(index)
     assert sorted(p.name for p in saved.parent.iterdir()) == ["flickr8k-test"]  # no temporary folder left
     loaded = Searcher.load(saved, models_dir=models_dir)
@@ -146,10 +147,14 @@ def test_loading_refuses_other_encoders(saved, models_dir, tmp_path):
     with pytest.raises(EncoderMismatchError, match="backend 'torch' was asked for, but .* fitted with backend 'onnx'"):
         Searcher.load(saved, backend="torch", models_dir=models_dir)
     copy = shutil.copytree(saved, tmp_path / "copy")
-    model = np.load(copy / "model.npz")
+    generation = current_generation(copy)
+    model = np.load(generation / "model.npz")
     header = json.loads(str(model["header"]))
     header["model"]["encoders"]["text"]["cache_key"] = "minilm|st|0000"
-    np.savez(copy / "model.npz", **{**{k: model[k] for k in model.files}, "header": np.array(json.dumps(header))})
+    np.savez(generation / "model.npz", **{**{k: model[k] for k in model.files}, "header": np.array(json.dumps(header))})
+    manifest = json.loads((generation / "manifest.json").read_text())  # a consistent edit, not a corruption
+    manifest["files"]["model.npz"] = file_digest(generation / "model.npz")
+    (generation / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EncoderMismatchError, match="text encoder 'minilm' is now .* fitted with 'minilm|st|0000'"):
         Searcher.load(copy, models_dir=models_dir)
     with pytest.raises(FileNotFoundError, match="not an xmodal index"):

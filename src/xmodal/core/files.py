@@ -1,4 +1,5 @@
-"""Atomic writes: a file (or a folder) appears whole under its name, or not at all.
+"""Atomic writes: a file (or a folder) appears whole under its name, or not at all; locks for
+writers; checksums of what was written.
 
 Each writer writes into a temporary sibling, flushes it to disk, then renames it over the
 target (``os.replace``, atomic on POSIX within one file system). A crash leaves the old file
@@ -8,9 +9,12 @@ or no file, never a half-written one, and readers never see a partial write.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -72,3 +76,54 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+_held: dict[Path, int] = {}  # locks this process holds, by folder, with their depth
+_held_guard = threading.Lock()
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the existing ``folder`` (``flock`` on ``folder/.lock``) for the block: one
+    writer at a time across processes; re-entrant within a process (a nested block of the same
+    folder does not wait for itself). The lock goes with the process if it dies."""
+    folder = Path(folder).resolve()
+    with _held_guard:
+        depth = _held.get(folder, 0)
+        _held[folder] = depth + 1
+    try:
+        if depth:
+            yield
+            return
+        with open(folder / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        with _held_guard:
+            _held[folder] -= 1
+            if not _held[folder]:
+                del _held[folder]
+
+
+def file_digest(path: str | Path) -> dict[str, int | str]:
+    """``{"size": bytes, "sha256": hex}`` of a file, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Flush ``folder``'s entries (renames into it) to disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -11,8 +11,9 @@ the reference queries. Over an ANN index, CSLS and score fusion re-score the top
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 
 from xmodal.core.arrays import check_int, unit_rows
 from xmodal.core.config import DEFAULT_CSLS_K
+from xmodal.core.files import exclusive_lock
 from xmodal.encoders import Encoder
 from xmodal.model import Model
 from xmodal.retrieval.csls import csls as csls_scores
@@ -28,7 +30,7 @@ from xmodal.retrieval.csls import top_k_mean
 from xmodal.retrieval.fusion import check_fusion, fuse_mean
 from xmodal.retrieval.similarity import reference_means
 from xmodal.search.gallery import IndexItem
-from xmodal.search.storage import IndexStorage
+from xmodal.search.storage import IndexStorage, current_generation
 from xmodal.store import EmbeddingStore
 
 RERANK_DEPTH = 100  # ANN candidates re-scored for CSLS and score fusion
@@ -96,6 +98,18 @@ class Searcher:
         when given, must agree with the model)."""
         storage = IndexStorage.load(path, encoders=encoders, backend=backend)
         return cls(storage, storage.model.build_encoders(models_dir))
+
+    @classmethod
+    @contextlib.contextmanager
+    def updating(cls, path: str | Path, *, models_dir: str | Path | None = None) -> Iterator[Searcher]:
+        """The index at ``path`` to change (e.g. :meth:`add` to it), saved as a new generation
+        when the block succeeds; the index's writer lock is held from loading to saving, so
+        concurrent updates each see the other's items and none is lost."""
+        current_generation(Path(path))  # an index, or a clear error (the lock needs its folder)
+        with exclusive_lock(path):
+            searcher = cls.load(path, models_dir=models_dir)
+            yield searcher
+            searcher.save(path)
 
     def save(self, path: str | Path) -> Path:
         with self._lock:

@@ -1,11 +1,16 @@
 """Index storage: a gallery's rows in a shared space, a FAISS index over them, the items'
 metadata, and the files that hold them.
 
-An index directory holds::
+An index directory holds *generations*: each save writes a complete new one, and one atomic
+rename of ``CURRENT`` switches readers to it::
+
+    CURRENT                 the name of the current generation (``g000003``)
+    generations/g000003/    one generation, never modified once written:
 
     manifest.json    format, gallery modality and its kind (image, audio or text), the caption
-                     modality, item count, dimension, FAISS kind, and the model's encoders and
-                     scoring (for people; the model file is the source)
+                     modality, item count, dimension, FAISS kind, the model's encoders and
+                     scoring (for people; the model file is the source), and the size and
+                     SHA-256 of every file below, verified on load
     model.npz        the model whose shared space the rows live in (:class:`~xmodal.model.Model`)
     embeddings.npy   gallery rows in the shared space, L2-normalised float32
     faiss.index      inner product: exact (``IndexFlatIP``) for small galleries, HNSW (or IVF,
@@ -14,13 +19,20 @@ An index directory holds::
     reference.npy    the captions of a gallery of files in the shared space: the reference
                      queries of CSLS (present when the items have captions)
 
-The directory is written whole into a temporary sibling and swapped in (see
-:func:`xmodal.core.files.atomic_folder`).
+    manifest.json           a copy of the current generation's manifest, for people
+    .lock                   writers hold it (``flock``), from loading to switching
+
+A writer that dies leaves the previous generation current and whole; the previous generation
+is kept after a switch (a reader may be loading it), older ones are deleted. An index of the
+first layout (the files directly in the folder) still loads, and its next save converts it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -32,11 +44,14 @@ import pyarrow.parquet as pq
 
 import xmodal
 from xmodal.core.config import INDEX_KINDS
-from xmodal.core.files import atomic_folder
+from xmodal.core.files import exclusive_lock, file_digest, fsync_folder, write_text_atomic
 from xmodal.model import Model
 from xmodal.search.gallery import IndexItem
 
 FORMAT = "xmodal-index/2"
+CURRENT, GENERATIONS, MANIFEST = "CURRENT", "generations", "manifest.json"
+GENERATION = re.compile(r"g\d{6,}")
+MANIFEST_FIELDS = {"format": str, "modality": str, "count": int, "kind": str, "faiss_index": str, "model": str}
 ANN_THRESHOLD = 50_000  # "auto" switches from exact search to HNSW at this many rows
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 384  # recall@10 0.978 on 1M vectors (benchmarks/ann.py)
 IVF_PROBE_SHARE = 8  # IVF searches 1/8 of its lists (recall@10 0.93 on 300k vectors of benchmarks/ann.py)
@@ -190,38 +205,71 @@ class IndexStorage:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the index directory ``path`` whole (replacing an index there); returns it."""
+        """Write a new generation of the index folder ``path`` and make it current (see the
+        module docstring); returns ``path``."""
         path = Path(path)
-        if path.is_file() or (path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file()):
+        if path.is_file() or (path.is_dir() and any(path.iterdir()) and not is_index(path)):
             raise ValueError(f"refusing to write an index into {path}: it exists and is not an xmodal index")
         assert self._faiss is not None, "an empty index cannot be saved"
-        with atomic_folder(path) as tmp:
-            self.model.save(tmp / "model.npz")
-            np.save(tmp / "embeddings.npy", self.embeddings)
-            faiss.write_index(self._faiss, str(tmp / "faiss.index"))
-            if self.reference.size:
-                np.save(tmp / "reference.npy", self.reference)
-            pq.write_table(_items_table(self.items), tmp / "items.parquet")
-            (tmp / "manifest.json").write_text(json.dumps(self.manifest(), indent=1))
+        path.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(path):
+            generations = path / GENERATIONS
+            generations.mkdir(parents=True, exist_ok=True)
+            numbers = [int(g.name[1:]) for g in generations.iterdir() if GENERATION.fullmatch(g.name)]
+            name = f"g{max(numbers, default=0) + 1:06d}"
+            tmp = generations / f".{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            self._write_files(tmp)
+            tmp.rename(generations / name)
+            fsync_folder(generations)
+            write_text_atomic(path / CURRENT, name + "\n")  # the switch
+            write_text_atomic(path / MANIFEST, (generations / name / MANIFEST).read_text())
+            _prune(path, keep=name)
         return path
+
+    def _write_files(self, folder: Path) -> None:
+        """Every file of a generation, flushed, then the manifest with their checksums."""
+        assert self._faiss is not None, "an empty index cannot be saved"
+        self.model.save(folder / "model.npz")
+        np.save(folder / "embeddings.npy", self.embeddings)
+        faiss.write_index(self._faiss, str(folder / "faiss.index"))
+        if self.reference.size:
+            np.save(folder / "reference.npy", self.reference)
+        pq.write_table(_items_table(self.items), folder / "items.parquet")
+        files = {}
+        for file in sorted(folder.iterdir()):
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+            files[file.name] = file_digest(file)
+        manifest = {**self.manifest(), "files": files}
+        with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(manifest, indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
 
     @classmethod
     def load(
         cls, path: str | Path, *, encoders: dict[str, str | None] | None = None, backend: str | None = None
     ) -> IndexStorage:
-        """Read an index directory; ``encoders`` / ``backend``, when given, must agree with its
-        model (:class:`~xmodal.model.EncoderMismatchError` otherwise)."""
+        """Read the current generation of an index folder, its files checked against their
+        recorded sizes and checksums; ``encoders`` / ``backend``, when given, must agree with
+        its model (:class:`~xmodal.model.EncoderMismatchError` otherwise)."""
         path = Path(path)
-        manifest_file = path / "manifest.json"
-        if not manifest_file.is_file():
-            raise FileNotFoundError(f"not an xmodal index: {manifest_file} not found")
-        manifest = json.loads(manifest_file.read_text())
+        folder = current_generation(path)
+        manifest = _read_manifest(folder / MANIFEST)
         if manifest.get("format") != FORMAT:
             raise ValueError(
                 f"{path}: unsupported index format {manifest.get('format')!r} (expected {FORMAT}); "
                 "build it again with `xmodal index build`"
             )
-        model = Model.load(path / manifest["model"], encoders=encoders, backend=backend)
+        _verify(folder, manifest.get("files"))
+        model_file = folder / manifest["model"]
+        if Path(manifest["model"]).name != manifest["model"]:
+            raise ValueError(
+                f"{folder / MANIFEST}: the model must be a file of the index folder, got {manifest['model']!r}"
+            )
+        model = Model.load(model_file, encoders=encoders, backend=backend)
         storage = cls(
             model,
             manifest["modality"],
@@ -229,18 +277,88 @@ class IndexStorage:
             gallery_kind=manifest.get("gallery_kind"),  # absent before any modality: image or text
             caption_modality=manifest.get("caption_modality", "text"),
         )
-        storage.embeddings = np.load(path / "embeddings.npy", allow_pickle=False)
-        if (path / "reference.npy").is_file():
-            storage.reference = np.load(path / "reference.npy", allow_pickle=False)
-        storage.items = _read_items(path / "items.parquet")
+        try:
+            storage.embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
+            if (folder / "reference.npy").is_file():
+                storage.reference = np.load(folder / "reference.npy", allow_pickle=False)
+            storage.items = _read_items(folder / "items.parquet")
+            storage._faiss = faiss.read_index(str(folder / "faiss.index"))
+        except (OSError, ValueError, RuntimeError, pa.ArrowException) as error:
+            raise ValueError(f"{folder}: a file of the index cannot be read ({error}); build the index again") from None
         storage._rows = {item.id: row for row, item in enumerate(storage.items)}
-        storage._faiss = faiss.read_index(str(path / "faiss.index"))
         storage.faiss_kind = manifest["faiss_index"]
         if not len(storage.items) == storage.embeddings.shape[0] == storage._faiss.ntotal == manifest["count"]:
             raise ValueError(
                 f"{path}: items, embeddings and FAISS index disagree on the number of rows; rebuild the index"
             )
         return storage
+
+
+def is_index(path: Path) -> bool:
+    """Whether ``path`` is an index folder (either layout)."""
+    return (path / CURRENT).is_file() or (path / MANIFEST).is_file()
+
+
+def current_generation(path: Path) -> Path:
+    """The folder of ``path``'s current generation (``path`` itself for the first layout)."""
+    pointer = path / CURRENT
+    if not pointer.is_file():
+        if not (path / MANIFEST).is_file():
+            raise FileNotFoundError(f"not an xmodal index: {path / MANIFEST} not found")
+        return path
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    folder = path / GENERATIONS / name
+    if not GENERATION.fullmatch(name) or not folder.is_dir():
+        raise ValueError(
+            f"{pointer}: names generation {name[:40]!r}, which is not in {path / GENERATIONS}; build the index again"
+        )
+    return folder
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, its fields checked: a missing or mistyped one is an error naming it."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"not an xmodal index: {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable index manifest ({error})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not an index manifest (a JSON object)")
+    for key, kind in MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise ValueError(f"{path}: field {key!r} missing or not a {kind.__name__}; build the index again")
+    return manifest
+
+
+def _verify(folder: Path, files: Any) -> None:
+    """Check the generation's files against the sizes and SHA-256 its manifest records."""
+    if files is None:
+        return  # first layout: nothing recorded
+    if not isinstance(files, dict):
+        raise ValueError(f"{folder / MANIFEST}: 'files' must map file names to their size and sha256")
+    for name, recorded in files.items():
+        file = folder / str(name)
+        if Path(str(name)).name != name or not file.is_file():
+            raise ValueError(f"{file}: missing from the index; build the index again")
+        if file_digest(file) != recorded:
+            raise ValueError(
+                f"{file}: corrupt (its size or checksum differs from the manifest's); build the index again"
+            )
+
+
+def _prune(path: Path, keep: str) -> None:
+    """Delete generations older than the previous one, unfinished ones, and first-layout files."""
+    generations = path / GENERATIONS
+    names = sorted((g.name for g in generations.iterdir() if GENERATION.fullmatch(g.name)), key=lambda n: int(n[1:]))
+    current = names.index(keep)
+    for name in names[: max(0, current - 1)]:
+        shutil.rmtree(generations / name, ignore_errors=True)
+    for stale in generations.glob(".g*.tmp"):
+        if stale.name != f".{keep}.tmp":
+            shutil.rmtree(stale, ignore_errors=True)
+    for legacy in ("model.npz", "embeddings.npy", "faiss.index", "items.parquet", "reference.npy"):
+        (path / legacy).unlink(missing_ok=True)
 
 
 def _append(existing: np.ndarray, rows: np.ndarray) -> np.ndarray:
