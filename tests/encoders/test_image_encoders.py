@@ -210,3 +210,19 @@ def test_a_transparent_stamp_embeds_as_its_flattened_copy(lite0_onnx, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
     raw = get_encoder("efficientnet-lite0[background=none]", models_dir=tmp_path).encode([str(tmp_path / "stamp.png")])
     assert not np.allclose(raw[0], a, atol=1e-2)
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_a_damaged_onnx_export_is_exported_again(lite0_onnx, models_dir, test_images, tmp_path, caplog):
+    import shutil
+
+    expected = lite0_onnx.encode(test_images)  # exports into models_dir if no test did yet
+    private = tmp_path / "models"
+    shutil.copytree(models_dir / "onnx", private / "onnx")
+    export = private / "onnx" / "efficientnet-lite0-224.onnx"
+    assert export.with_name(export.name + ".sha256").is_file()
+    export.write_bytes(export.read_bytes()[:1000])  # truncated
+    again = get_encoder("efficientnet-lite0", models_dir=private)
+    np.testing.assert_allclose(again.encode(test_images), expected, rtol=1e-5, atol=1e-5)
+    assert f"ONNX export {export} has no recorded checksum or does not match it" in caplog.text

@@ -148,3 +148,46 @@ def test_concatenation_caches_each_part(tmp_path, lite0_onnx, flickr8k):
 def test_missing_image_is_reported_before_encoding(tmp_path, lite0_onnx):
     with pytest.raises(FileNotFoundError, match="cannot read image file .*nothing.jpg"):
         EmbeddingStore(tmp_path).embed(lite0_onnx, [str(tmp_path / "nothing.jpg")])
+
+
+def _chunks(root) -> list:
+    (folder,) = (root / "embeddings" / "counting").iterdir()
+    return sorted(folder.glob("*.npz"))
+
+
+def test_a_chunk_with_wrong_rows_is_reported_moved_aside_and_encoded_again(tmp_path, caplog):
+    EmbeddingStore(tmp_path, chunk_rows=4).embed(Counting(), texts(8))
+    _, second = _chunks(tmp_path)
+    with np.load(second) as chunk:  # the same shape, other values, the old checksum
+        tampered = {name: chunk[name] for name in chunk.files}
+    tampered["rows"] = np.random.default_rng(0).normal(size=tampered["rows"].shape).astype(np.float32)
+    np.savez(second, **tampered)
+    encoder, store = Counting(), EmbeddingStore(tmp_path, chunk_rows=4)
+    rows = store.embed(encoder, texts(8))
+    np.testing.assert_array_equal(rows, [expected(t) for t in texts(8)])  # never the random rows
+    assert len(encoder.encoded) == 4 and (store.hits, store.misses) == (4, 4)  # only the tampered chunk
+    assert f"embedding cache file {second} is corrupt" in caplog.text
+    assert second.with_name(second.name + ".corrupt").is_file()
+
+
+@pytest.mark.parametrize("damage", [lambda p: p.write_bytes(b""), lambda p: p.write_bytes(p.read_bytes()[:100])])
+def test_an_unreadable_chunk_is_reported_and_encoded_again(tmp_path, caplog, damage):
+    EmbeddingStore(tmp_path, chunk_rows=4).embed(Counting(), texts(8))
+    damaged = _chunks(tmp_path)[0]
+    damage(damaged)
+    encoder = Counting()
+    rows = EmbeddingStore(tmp_path, chunk_rows=4).embed(encoder, texts(8))
+    np.testing.assert_array_equal(rows, [expected(t) for t in texts(8)])
+    assert len(encoder.encoded) == 4 and f"embedding cache file {damaged} is unreadable" in caplog.text
+
+
+def test_an_unreadable_one_file_cache_is_skipped_with_a_warning(tmp_path, caplog):
+    values = texts(3)
+    _, whole = item_keys(Counting.cache_key, values, "text")
+    legacy = tmp_path / "embeddings" / "counting" / f"{whole[:32]}.npy"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"\x93NUMPY truncated")
+    encoder = Counting()
+    rows = EmbeddingStore(tmp_path).embed(encoder, values)
+    np.testing.assert_array_equal(rows, [expected(t) for t in values])
+    assert encoder.encoded == values and f"embedding cache file {legacy} is unreadable" in caplog.text

@@ -11,7 +11,10 @@ or split re-encodes only what is new. Layout, one folder per encoder function::
 
 Values missing from the cache are encoded in chunks of :data:`CHUNK_ROWS`, each written
 atomically as soon as it is done: an encode that is killed resumes after the last whole
-chunk. Identical values are encoded once. A cache file written before per-item keys (one
+chunk. Identical values are encoded once. Each chunk records the SHA-256 of its keys and rows,
+checked when its rows are read: a chunk that is unreadable or whose checksum differs is
+reported by path (a warning of the ``xmodal`` logger), moved aside as ``*.corrupt``, and its
+values are encoded again. A cache file written before per-item keys (one
 ``.npy`` per ordered list of values) still serves exactly that list, row for row, so figures
 computed from it do not move (an encoder's output for a value can differ in the last float
 bits with the other values of its batch); it is only read, never written.
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +41,12 @@ from xmodal.encoders.combined import Combination
 
 CHUNK_ROWS = 4096  # values encoded (and written) at a time: the unit an interrupted encode resumes from
 KEY_BYTES = 32
+log = logging.getLogger("xmodal")
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what np.load raises on damage
+
+
+class CorruptChunk(Exception):
+    """A chunk's rows failed their checksum (it has been moved aside)."""
 
 
 def item_keys(encoder_key: str, values: Sequence[str], modality: str) -> tuple[list[bytes], str]:
@@ -102,9 +113,30 @@ class EmbeddingStore:
             self.hits += len(values)
             return legacy
         index = self._index(encoder)
+        encoded = self._encode_missing(index, encoder, values, keys, label, batch_size, progress)
+        self.hits += len(values) - encoded
+        self.misses += encoded
+        while True:
+            try:
+                return index.gather(keys)
+            except CorruptChunk:  # moved aside and forgotten: its values are missing again
+                again = self._encode_missing(index, encoder, values, keys, label, batch_size, progress)
+                self.hits -= again
+                self.misses += again
+
+    def _encode_missing(
+        self,
+        index: _ChunkIndex,
+        encoder: Encoder,
+        values: list[str],
+        keys: list[bytes],
+        label: str,
+        batch_size: int,
+        progress: bool,
+    ) -> int:
+        """Encode, in chunks written as they are done, the values whose keys ``index`` lacks;
+        returns how many values that was (each distinct value once)."""
         missing = list(dict.fromkeys(k for k in keys if k not in index.rows))  # each new value once
-        self.hits += len(values) - len(missing)
-        self.misses += len(missing)
         if missing:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}  # first position of each key
             bar = tqdm(total=len(missing), desc=encoder.name, unit="value", disable=not progress)
@@ -115,7 +147,7 @@ class EmbeddingStore:
                 index.add(chunk, rows, {"label": label, "seconds": round(time.perf_counter() - started, 3)})
                 bar.update(len(chunk))
             bar.close()
-        return index.gather(keys)
+        return len(missing)
 
     def _index(self, encoder: Encoder) -> _ChunkIndex:
         folder = (
@@ -145,10 +177,22 @@ class _ChunkIndex:
             return
         for path in sorted(self.folder.glob("*.npz")):
             if path.name not in self._seen:
-                with np.load(path, allow_pickle=False) as chunk:
-                    keys = chunk["keys"]
+                try:
+                    with np.load(path, allow_pickle=False) as chunk:
+                        keys = chunk["keys"]
+                except UNREADABLE as error:
+                    self.quarantine(path, f"unreadable ({error})")
+                    continue
                 self.rows.update({bytes(key): (path, row) for row, key in enumerate(keys)})
                 self._seen.add(path.name)
+
+    def quarantine(self, path: Path, problem: str) -> None:
+        """Move a damaged chunk aside (``*.corrupt``), forget its rows, and say so."""
+        moved = path.with_name(path.name + ".corrupt")
+        path.replace(moved)
+        self.rows = {key: place for key, place in self.rows.items() if place[0] != path}
+        self._seen.discard(path.name)
+        log.warning("embedding cache file %s is %s: moved to %s; its values are encoded again", path, problem, moved)
 
     def add(self, keys: list[bytes], rows: np.ndarray, about: dict[str, object]) -> None:
         """Write one chunk (atomically) and index it."""
@@ -163,8 +207,9 @@ class _ChunkIndex:
         about = {**about, "rows": len(keys), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         path = self.folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.npz"
         key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+        digest = np.array(_digest(key_array, rows))
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, keys=key_array, rows=rows, about=np.array(json.dumps(about)))
+            np.savez(tmp, keys=key_array, rows=rows, about=np.array(json.dumps(about)), sha256=digest)
         self.rows.update({key: (path, row) for row, key in enumerate(keys)})
         self._seen.add(path.name)
 
@@ -176,19 +221,48 @@ class _ChunkIndex:
             by_chunk.setdefault(path, []).append(position)
         out: np.ndarray | None = None
         for path, positions in by_chunk.items():
-            with np.load(path, allow_pickle=False) as chunk:
-                rows = chunk["rows"]
+            rows = self._rows_of(path)
             if out is None:
                 out = np.empty((len(keys), rows.shape[1]), np.float32)
             out[positions] = rows[[places[p][1] for p in positions]]
         return out if out is not None else np.zeros((0, 0), np.float32)
 
+    def _rows_of(self, path: Path) -> np.ndarray:
+        """A chunk's rows, checked against its recorded SHA-256 (chunks written before checksums
+        have none); a damaged chunk is quarantined and :class:`CorruptChunk` raised."""
+        try:
+            with np.load(path, allow_pickle=False) as chunk:
+                rows, keys = chunk["rows"], chunk["keys"]
+                recorded = str(chunk["sha256"]) if "sha256" in chunk.files else None
+        except UNREADABLE as error:
+            self.quarantine(path, f"unreadable ({error})")
+            raise CorruptChunk(path) from None
+        if recorded is not None and _digest(keys, rows) != recorded:
+            self.quarantine(path, "corrupt (its rows do not match their checksum)")
+            raise CorruptChunk(path)
+        return rows
+
+
+def _digest(keys: np.ndarray, rows: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(keys).tobytes())
+    digest.update(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
 
 def _legacy_rows(path: Path, n: int) -> np.ndarray | None:
-    """The rows of a one-file cache written before per-item keys, if ``path`` holds ``n``."""
+    """The rows of a one-file cache written before per-item keys, if ``path`` holds ``n``
+    (an unreadable one is reported and skipped: the values go through the per-item cache).
+    These files carry no checksum: rows overwritten in place cannot be detected."""
     if not path.is_file():
         return None
-    rows = np.load(path, allow_pickle=False)
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except UNREADABLE as error:
+        log.warning("embedding cache file %s is unreadable (%s): not used; its values are encoded again", path, error)
+        return None
+    if rows.ndim != 2 or not np.isfinite(rows).all():
+        log.warning("embedding cache file %s holds no finite 2-d array: not used; its values are encoded again", path)
+        return None
     return rows if rows.shape[0] == n else None
 
 
