@@ -223,7 +223,7 @@ def test_index_and_search_in_any_modality(trilingual, german_model, tmp_path, xm
     assert len(hits) == N_TEST and {h["id"] for h in hits} == {i["id"] for i in test_items}
     assert all(h["path"] is None and len(h["captions"]) == 1 for h in hits)
     # the service takes the modality of a query
-    client = TestClient(create_app(Searcher.load(images)))
+    client = TestClient(create_app(Searcher.load(images)), base_url="http://localhost")
     answer = client.get("/search", params={"q": test_items[1]["text.de"][0], "modality": "text.de", "k": 3})
     assert answer.status_code == 200 and len(answer.json()["results"]) == 3
     wrong = client.get("/search", params={"q": "Ein Hund", "modality": "audio.de"})

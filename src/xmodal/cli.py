@@ -89,6 +89,12 @@ EncoderOpt = Annotated[
 ]
 TextShortcutOpt = Annotated[Optional[str], typer.Option("--text-encoder", help="Same as --encoder text=NAME.")]
 ImageShortcutOpt = Annotated[Optional[str], typer.Option("--image-encoder", help="Same as --encoder image=NAME.")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust", help="Load an index whose model names encoder files outside the models folder (st:, onnx:)."
+    ),
+]
 ModalityOpt = Annotated[
     Optional[list[str]],
     typer.Option("--modality", help="A modality of the dataset to use (repeat; default: every one it has)."),
@@ -454,12 +460,13 @@ def index_add(
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
+    trust: TrustOpt = False,
 ) -> None:
     """Add items to an index (only the new items are encoded)."""
     from xmodal.search import Searcher, gallery_source
     from xmodal.store import EmbeddingStore
 
-    with Searcher.updating(index_dir, models_dir=models) as index:
+    with Searcher.updating(index_dir, models_dir=models, trust=trust) as index:
         kind, path = index.storage.gallery_kind, Path(source)
         holds = "image" if path.is_dir() else "text" if path.suffix.lower() == ".txt" else kind
         if holds != kind:
@@ -494,6 +501,7 @@ def search(
         str, typer.Option("--fusion", help=f"How a text and an image query combine: {' or '.join(FUSIONS)}.")
     ] = "mean",
     models: ModelsOpt = None,
+    trust: TrustOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index by text, image or any modality of its model (several: fused).
@@ -502,7 +510,7 @@ def search(
     from xmodal.search import Searcher
 
     queries = _encoder_options(query_option, option="--query")
-    index = Searcher.load(index_dir, models_dir=models)
+    index = Searcher.load(index_dir, models_dir=models, trust=trust)
     hits = index.search(query, image, queries=queries, k=k, csls=csls, fusion=fusion)
     if as_json:
         results = [h.to_dict() for h in hits]
@@ -538,6 +546,18 @@ def serve(
         ),
     ] = 1,
     models: ModelsOpt = None,
+    trust: TrustOpt = False,
+    token: Annotated[
+        Optional[str],
+        typer.Option("--token", envvar="XMODAL_TOKEN", help="Bearer token the API requires (or $XMODAL_TOKEN)."),
+    ] = None,
+    allow_host: Annotated[
+        Optional[list[str]],
+        typer.Option("--allow-host", help="A Host header to serve besides the loopback names (repeat; * for any)."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen on a non-loopback address without a token.")
+    ] = False,
 ) -> None:
     """Serve an index over HTTP: a search page at /, the API at /search (docs at /docs)."""
     import torch
@@ -545,13 +565,17 @@ def serve(
 
     from xmodal.search import Searcher
     from xmodal.serve import create_app
+    from xmodal.serve.app import LOOPBACK_HOSTS
 
+    if host not in LOOPBACK_HOSTS and token is None and not insecure:
+        raise ValueError(f"--host {host} listens beyond this machine: give --token (or $XMODAL_TOKEN), or --insecure")
     torch.set_num_threads(threads)
-    index = Searcher.load(index_dir, models_dir=models)
+    index = Searcher.load(index_dir, models_dir=models, trust=trust)
+    hosts = [*LOOPBACK_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *(allow_host or [])]
     console.print(
         f"serving {len(index)} {index.modality} items from {index_dir} at http://{host}:{port}/", soft_wrap=True
     )
-    uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(index, allowed_hosts=hosts, token=token), host=host, port=port, log_level="warning")
 
 
 ResultsOpt = Annotated[

@@ -123,11 +123,17 @@ class Estimator:
             raise ValueError(f"{path}: unknown class {header.get('class')!r}")
         if not issubclass(found, cls):
             raise ValueError(f"{path} holds {found.__name__}, not {cls.__name__}")
-        estimator = found(**header["params"])
-        for name, value in header["attributes"].items():
+        params, attributes = header.get("params"), header.get("attributes")
+        if not isinstance(params, dict) or not isinstance(attributes, dict):
+            raise ValueError(f"{path} is not a valid xmodal file: its header lacks params or attributes")
+        try:
+            estimator = found(**params)
+        except TypeError as error:  # parameters this class does not take
+            raise ValueError(f"{path}: parameters that {found.__name__} does not take ({error})") from None
+        for name, value in [*attributes.items(), *arrays.items()]:
+            if not (name.endswith("_") and not name.startswith("_")):  # never a method or a dunder
+                raise ValueError(f"{path}: {name!r} is not learned state of {found.__name__}")
             setattr(estimator, name, tuple(value) if isinstance(value, list) else value)
-        for name, value in arrays.items():
-            setattr(estimator, name, value)
         return estimator
 
 
@@ -153,8 +159,10 @@ def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, An
         try:
             header = json.loads(str(archive["header"]))
             flat = {k: archive[k] for k in archive.files if k != "header"} if arrays else {}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecursionError) as error:
             raise ValueError(f"{invalid}: {error}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{invalid}: its header is not a JSON object")
     if "format" not in header:  # an aligner written before the shared format
         legacy = {"modalities": "modalities_", "dims": "dims_"}
         header["attributes"] = {new: header.pop(old) for old, new in legacy.items() if old in header}

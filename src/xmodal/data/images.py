@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,8 +52,33 @@ def _reading(path: str | Path) -> Iterator[None]:
         raise DataError(f"cannot read image {path}: {error}") from error
 
 
+def _regular(path: str | Path) -> None:
+    """Refuse anything but a regular file (a FIFO or a device would block or never end)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path) if not os.path.exists(path) else ValueError("not a regular file")
+
+
+def check_pixels(path: str | Path, limit: int) -> None:
+    """Refuse, from its header and before any decoding, an image of more than ``limit`` pixels
+    (a decompression bomb); SVG is rasterised at a bounded size and passes."""
+    with _reading(path):
+        _regular(path)
+        if Path(path).suffix.lower() in SVG_SUFFIXES:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except Image.DecompressionBombError as error:
+                raise DataError(f"{path}: over the limit of {limit:,} pixels ({error})") from None
+    if width * height > limit:
+        raise DataError(f"{path}: {width} x {height} pixels, over the limit of {limit:,} pixels")
+
+
 def _decode(path: str | Path) -> Image.Image:
     """The image at ``path`` in its own mode, fully decoded (SVG rasterised)."""
+    _regular(path)
     if Path(path).suffix.lower() in SVG_SUFFIXES:
         return _rasterise(Path(path))
     with Image.open(path) as image:
@@ -131,6 +158,7 @@ def check_image(path: str | Path) -> None:
     truncated JPEG.
     """
     with _reading(path):
+        _regular(path)
         if Path(path).suffix.lower() in SVG_SUFFIXES:
             _rasterise(Path(path), longest=None).load()
             return

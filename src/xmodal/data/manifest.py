@@ -210,6 +210,8 @@ def _sidecar(schema: _Schema) -> bool:
         return False
     try:
         obj = json.loads(read_text(path))
+    except RecursionError:
+        raise error_at(path, 1, "invalid JSON: nested too deeply") from None
     except json.JSONDecodeError as error:
         raise error_at(path, error.lineno, f"invalid JSON: {error.msg} (column {error.colno})") from None
     _declarations(schema, obj, path, 1)
@@ -343,6 +345,8 @@ def _jsonl_records(schema: _Schema, has_sidecar: bool) -> Iterator[_Record]:
             continue
         try:
             obj = json.loads(raw)
+        except RecursionError:
+            raise error_at(path, line, "invalid JSON: nested too deeply") from None
         except json.JSONDecodeError as error:
             raise error_at(path, line, f"invalid JSON: {error.msg} (column {error.colno})") from None
         if not isinstance(obj, dict):
@@ -397,7 +401,7 @@ def _csv_vector(cell: str, path: Path, line: int) -> Any:
     """A vector cell: a row number, or a JSON list of numbers."""
     try:
         return json.loads(cell)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise error_at(path, line, f"a vector cell is a row number or a JSON list, got {cell[:40]!r}") from None
 
 

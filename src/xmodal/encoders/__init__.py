@@ -2,7 +2,7 @@
 
 from xmodal.encoders.base import Encoder, EncoderError
 from xmodal.encoders.combined import ConcatEncoder, MeanEncoder
-from xmodal.encoders.registry import ENCODERS, default_encoder, get_encoder
+from xmodal.encoders.registry import ENCODERS, default_encoder, encoder_paths, get_encoder
 from xmodal.encoders.vector import VECTOR_ENCODER, VectorEncoder
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "MeanEncoder",
     "VectorEncoder",
     "default_encoder",
+    "encoder_paths",
     "get_encoder",
 ]

@@ -240,3 +240,21 @@ def default_encoder(modality: str, kind: str) -> str:
     if kind == "vector":
         return VECTOR_ENCODER
     raise EncoderError(f"modality {modality!r} ({kind}): no packaged {kind} encoder yet; name one with --encoder")
+
+
+def encoder_paths(name: str) -> list[Path]:
+    """The files or folders outside the models folder that the encoder ``name`` would load
+    (``st:``, ``onnx:`` and folder ``hf:`` references; the parts of ``a+b``), resolved."""
+    if "+" in name:
+        return [path for part in name.split("+") for path in encoder_paths(part)]
+    for prefix in ("st:", "onnx:", "hf:"):
+        if name.startswith(prefix):
+            reference = name[len(prefix) :]
+            if (
+                prefix == "hf:"
+                and not reference.startswith(("/", ".", "~"))
+                and not Path(reference).expanduser().exists()
+            ):
+                return []  # a hub id: the Hugging Face cache, not a path
+            return [Path(reference).expanduser().resolve()]
+    return []

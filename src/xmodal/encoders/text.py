@@ -36,7 +36,13 @@ class SentenceTransformerEncoder:
         """The loaded model (loaded on first use, so cache hits never load weights)."""
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        try:
+            return SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        except Exception as error:  # transformers and torch raise many types (UnpicklingError, OSError, ...)
+            message = str(error).splitlines()[0] if str(error) else ""
+            raise EncoderError(
+                f"{self.name}: cannot load the model in {self.path}: {type(error).__name__}: {message}"
+            ) from None
 
     @property
     def dim(self) -> int:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from xmodal.core.arrays import check_int, unit_rows
-from xmodal.core.config import DEFAULT_CSLS_K
+from xmodal.core.config import DEFAULT_CSLS_K, default_models_dir
 from xmodal.core.files import exclusive_lock
-from xmodal.encoders import Encoder
+from xmodal.encoders import Encoder, encoder_paths
 from xmodal.model import Model
 from xmodal.retrieval.csls import csls as csls_scores
 from xmodal.retrieval.csls import top_k_mean
@@ -93,21 +93,35 @@ class Searcher:
         encoders: dict[str, str | None] | None = None,
         backend: str | None = None,
         models_dir: str | Path | None = None,
+        trust: bool = False,
     ) -> Searcher:
         """Read an index directory and rebuild its model's encoders (``encoders`` / ``backend``,
-        when given, must agree with the model)."""
+        when given, must agree with the model). An encoder that would load files outside the
+        models folder (``st:/elsewhere``, ``onnx:...``) is refused unless ``trust``: an index
+        folder from elsewhere must not choose what code and weights this process loads."""
         storage = IndexStorage.load(path, encoders=encoders, backend=backend)
+        if not trust:
+            allowed = Path(models_dir if models_dir is not None else default_models_dir()).resolve()
+            for modality, record in storage.model.encoders.items():
+                outside = [p for p in encoder_paths(record.name) if not p.is_relative_to(allowed)]
+                if outside:
+                    raise ValueError(
+                        f"{path}: its {modality} encoder {record.name!r} loads {outside[0]}, outside the models "
+                        f"folder {allowed}; load the index with --trust if you trust it"
+                    )
         return cls(storage, storage.model.build_encoders(models_dir))
 
     @classmethod
     @contextlib.contextmanager
-    def updating(cls, path: str | Path, *, models_dir: str | Path | None = None) -> Iterator[Searcher]:
+    def updating(
+        cls, path: str | Path, *, models_dir: str | Path | None = None, trust: bool = False
+    ) -> Iterator[Searcher]:
         """The index at ``path`` to change (e.g. :meth:`add` to it), saved as a new generation
         when the block succeeds; the index's writer lock is held from loading to saving, so
         concurrent updates each see the other's items and none is lost."""
         current_generation(Path(path))  # an index, or a clear error (the lock needs its folder)
         with exclusive_lock(path):
-            searcher = cls.load(path, models_dir=models_dir)
+            searcher = cls.load(path, models_dir=models_dir, trust=trust)
             yield searcher
             searcher.save(path)
 

@@ -321,8 +321,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"not an xmodal index: {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable index manifest ({error})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"{path}: not a readable index manifest ({type(error).__name__}: {error})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: not an index manifest (a JSON object)")
     for key, kind in MANIFEST_FIELDS.items():

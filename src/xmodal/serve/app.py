@@ -3,15 +3,23 @@ audio, vector) search in any modality of the index's model, item metadata, thumb
 static page.
 
 Every error is JSON ``{"detail": "<message>"}`` with a 4xx status: 400 for a query the index
-refuses (empty text, ``k`` out of range, an upload that is not a readable image), 404 for an
-unknown item, 413 for an upload over :data:`MAX_UPLOAD_BYTES`, 422 for a malformed request.
+refuses (empty text, ``k`` out of range, an upload that is not a readable image), 401 without
+the bearer token when one is set, 404 for an unknown item, 413 for a body over
+:data:`MAX_UPLOAD_BYTES` (whatever its transfer encoding) or an image over :data:`MAX_PIXELS`
+(read from its header, before decoding), 414 for a query string over :data:`MAX_QUERY_BYTES`,
+422 for a malformed request, 400 for a Host header not in the allow-list (loopback names by
+default: a page on another site cannot reach a loopback service through DNS rebinding).
+Paths in responses are relative to the gallery's common folder: the server's layout is not
+disclosed.
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
+import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -22,12 +30,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import xmodal
-from xmodal.data.images import jpeg_thumbnail
+from xmodal.data import DataError
+from xmodal.data.images import check_pixels, jpeg_thumbnail
 from xmodal.search import Hit, IndexItem, Searcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_PIXELS = 40_000_000  # an uploaded image larger than this is refused from its header
+MAX_QUERY_BYTES = 4096
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 THUMBNAIL_PIXELS = 256
 STATIC = Path(__file__).parent / "static"
 
@@ -70,9 +84,47 @@ class Health(BaseModel):
     version: str
 
 
-def create_app(index: Searcher) -> FastAPI:
+class BodyLimit:
+    """ASGI middleware: a request whose body or query string is too long gets 413 / 414, counted
+    as it streams in (a chunked upload without Content-Length included)."""
+
+    def __init__(self, app: ASGIApp, max_body: int, max_query: int):
+        self.app, self.max_body, self.max_query = app, max_body, max_query
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > self.max_query:
+            await _json(414, f"the query string is over {self.max_query} bytes")(scope, receive, send)
+            return
+        length = dict(scope.get("headers", ())).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body:
+            await _json(413, f"the upload is over {self.max_body // 2**20} MB")(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise HTTPException(413, f"the request body is over {self.max_body // 2**20} MB (reading stopped)")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _json(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, token: str | None = None) -> FastAPI:
     """The service for ``index``: ``/search``, ``/search/image``, ``/items/{id}``,
-    ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``."""
+    ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``.
+
+    ``allowed_hosts`` are the Host header values served (``*`` for any); ``token``, when set,
+    is the bearer token every API route requires (``Authorization: Bearer TOKEN``)."""
     app = FastAPI(
         title="xmodal search",
         version=xmodal.__version__,
@@ -80,9 +132,26 @@ def create_app(index: Searcher) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodyLimit, max_body=MAX_UPLOAD_BYTES + 2**16, max_query=MAX_QUERY_BYTES)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    root = _common_folder(index)
+
+    if token is not None:
+
+        @app.middleware("http")
+        async def require_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            open_paths = request.url.path in ("/", "/health") or request.url.path.startswith("/static/")
+            given = request.headers.get("authorization", "")
+            if not open_paths and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _json(401, "a bearer token is required (Authorization: Bearer TOKEN)")
+            return await call_next(request)
+
+    def shown(path: str | None) -> str | None:
+        return None if path is None or root is None else os.path.relpath(path, root)
 
     def result(hit: Hit) -> Result:
-        return Result(**hit.to_dict(), thumbnail=_thumbnail_url(index, hit.id))
+        fields = {**hit.to_dict(), "path": shown(hit.path)}
+        return Result(**fields, thumbnail=_thumbnail_url(index, hit.id))
 
     def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
         try:
@@ -134,6 +203,13 @@ def create_app(index: Searcher) -> FastAPI:
         with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as file:
             file.write(data)
             file.flush()
+            encoder = index.encoders.get(modality or "image")
+            if encoder is None or encoder.modality == "image":
+                try:
+                    check_pixels(file.name, MAX_PIXELS)
+                except DataError as error:
+                    status = 413 if "pixels" in str(error) else 400
+                    raise HTTPException(status, str(error).replace(file.name, f"upload {name!r}")) from None
             try:
                 if modality is None:
                     return await run_in_threadpool(run_search, name, k, image=file.name)
@@ -141,20 +217,15 @@ def create_app(index: Searcher) -> FastAPI:
             except HTTPException as error:  # name the upload, not the temporary file
                 raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
-    @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Refuse an oversized upload from its Content-Length, before reading the body."""
-        length = request.headers.get("content-length", "")
-        if request.method == "POST" and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 2**16:
-            return JSONResponse({"detail": f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB"}, status_code=413)
-        return await call_next(request)
-
     @app.get("/items/{item_id:path}")
     def item(item_id: str) -> ItemResponse:
         """An item's metadata: path and captions."""
         found = _item(index, item_id)
         return ItemResponse(
-            id=found.id, path=found.path, captions=list(found.captions), thumbnail=_thumbnail_url(index, found.id)
+            id=found.id,
+            path=shown(found.path),
+            captions=list(found.captions),
+            thumbnail=_thumbnail_url(index, found.id),
         )
 
     @app.get("/thumbnails/{item_id:path}", responses={200: {"content": {"image/jpeg": {}}}})
@@ -170,6 +241,12 @@ def create_app(index: Searcher) -> FastAPI:
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     return app
+
+
+def _common_folder(index: Searcher) -> str | None:
+    """The deepest folder holding every item's file (None for a gallery of texts)."""
+    paths = [item.path for item in index.items if item.path]
+    return os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
 
 
 def _item(index: Searcher, item_id: str) -> IndexItem:
