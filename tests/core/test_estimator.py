@@ -135,3 +135,34 @@ def test_unfitted_estimators_refuse_to_save(tmp_path):
         assert not estimator.is_fitted
         with pytest.raises(NotFittedError, match="not fitted yet"):
             estimator.save(tmp_path / "x.npz")
+
+
+def _tampered(tmp_path, change) -> str:
+    rng = np.random.default_rng(0)
+    path = (
+        CCAAligner(n_components=2)
+        .fit({"a": rng.normal(size=(20, 3)), "b": rng.normal(size=(20, 3))})
+        .save(tmp_path / "cca.npz")
+    )
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = json.loads(str(arrays["header"]))
+    change(header, arrays)
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h, a: h["params"].update(shell="rm -rf /"), "parameters that CCAAligner does not take"),
+        (lambda h, a: h["attributes"].update(__class__="Aligner"), "'__class__' is not learned state"),
+        (lambda h, a: a.update({"state/transform": np.zeros(2)}), "'transform' is not learned state"),
+        (lambda h, a: h.pop("params"), "its header lacks params or attributes"),
+    ],
+)
+def test_a_crafted_file_is_refused_by_name(tmp_path, change, message):
+    path = _tampered(tmp_path, change)
+    with pytest.raises(ValueError, match=message):
+        Aligner.load(path)

@@ -163,3 +163,10 @@ def test_sidecar_errors_name_the_sidecar(files):
     write_jsonl(files / "m.jsonl", {"xmodal": "manifest"}, {"id": "a", "text": "ok"})
     with pytest.raises(DataError, match=located(files / "m.jsonl", 1, "modalities declared twice")):
         load_manifest(files / "m.jsonl")
+
+
+def test_json_nested_too_deeply_is_an_error_not_a_crash(tmp_path):
+    manifest = tmp_path / "deep.jsonl"
+    manifest.write_text('{"id": "a", "text": "ok"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(DataError, match=located(manifest, 2, "invalid JSON: nested too deeply")):
+        load_manifest(manifest)

@@ -4,6 +4,7 @@ models by folder or id, and precomputed vectors."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,29 @@ def test_vector_encoder_reads_query_files(tmp_path: Path):
         encoder.encode([str(tmp_path / "nan.npy")])
     with pytest.raises(EncoderError, match="vector file not found"):
         encoder.encode([str(tmp_path / "gone.npy")])
+
+
+class _Payload:
+    """Unpickling this runs a command: what a hostile pytorch_model.bin does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.weights
+def test_a_pickle_payload_in_a_model_folder_is_refused_not_run(minilm, tmp_path):
+    import pickle
+    import shutil
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(minilm.path, folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    encoder = get_encoder(f"st:{folder}")
+    with pytest.raises(EncoderError, match=f"st:{folder}: cannot load the model in {folder}"):
+        encoder.encode(["a dog"])
+    assert not marker.exists()

@@ -159,3 +159,25 @@ def test_damaged_index_files_are_refused_by_name(texts_index, models_dir, damage
         Searcher.load(texts_index, models_dir=models_dir)
     ran = xmodal("search", texts_index, "a dog", "--models", models_dir)
     assert ran.exit_code == 2 and "error:" in ran.output and "Traceback" not in ran.output
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_an_index_naming_model_files_elsewhere_needs_trust(flickr8k, minilm, cache_dir, models_dir, tmp_path, xmodal):
+    from xmodal.align import CCAAligner
+    from xmodal.data import PairedDataset
+    from xmodal.model import fit_model
+
+    train = PairedDataset("small", flickr8k.split("train").items[:40])
+    encoders = {"text": f"st:{minilm.path}", "image": "efficientnet-lite0"}  # a folder outside models_dir
+    model = fit_model(train, CCAAligner(n_components=8), EmbeddingStore(cache_dir), encoders=encoders,
+                      models_dir=models_dir, progress=False)  # fmt: skip
+    (tmp_path / "t.txt").write_text("a dog\na cat\n")
+    index = Searcher.build(items_from_texts(tmp_path / "t.txt"), model, modality="text",
+                           store=EmbeddingStore(cache_dir), models_dir=models_dir).save(tmp_path / "index")  # fmt: skip
+    with pytest.raises(ValueError, match=f"loads {minilm.path}, outside the models folder .* --trust"):
+        Searcher.load(index, models_dir=models_dir)
+    assert len(Searcher.load(index, models_dir=models_dir, trust=True)) == 2
+    refused = xmodal("search", index, "a dog", "--models", models_dir)
+    assert refused.exit_code == 2 and "--trust" in refused.output
+    assert xmodal("search", index, "a dog", "-k", "2", "--models", models_dir, "--trust").exit_code == 0
