@@ -60,7 +60,10 @@ class Searcher:
         self.storage = storage
         self.encoders = encoders
         self._hubness: np.ndarray | None = None
-        self._lock = threading.Lock()  # encoders are not guaranteed thread-safe
+        self._lock = threading.Lock()  # the storage and the CSLS statistics
+        # one lock per encoder (they are not guaranteed thread-safe): a slow image query never
+        # holds up a text query
+        self._encoding = {modality: threading.Lock() for modality in encoders}
 
     @classmethod
     def build(
@@ -250,8 +253,12 @@ class Searcher:
         return found[0]
 
     def _encode_query(self, values: dict[str, str]) -> dict[str, np.ndarray]:
-        with self._lock:
-            return {m: self._to_shared(self.encoders[m].encode([v]), m) for m, v in values.items()}
+        parts = {}
+        for modality, value in values.items():
+            with self._encoding[modality]:
+                encoded = self.encoders[modality].encode([value])
+            parts[modality] = self._to_shared(encoded, modality)
+        return parts
 
     def _check_csls(self, parts: dict[str, np.ndarray]) -> None:
         if not self.storage.reference.size:

@@ -45,12 +45,24 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 THUMBNAIL_PIXELS = 256
 STATIC = Path(__file__).parent / "static"
 
-K = Annotated[int, Query(description="Number of results, 1 to the gallery size.")]
 CSLS = Annotated[bool, Query(description="Score by CSLS against the gallery's captions (text queries).")]
-MODALITY = Annotated[
-    str | None,
-    Query(description="The model's modality of the query (default: text for /search, image for /search/image)."),
-]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of a route: every one a JSON ``{"detail": message}``."""
+    meaning = {
+        400: "a query the index refuses, or a Host header not served",
+        401: "no bearer token, or a wrong one (when the service has one)",
+        404: "an unknown item",
+        413: "a body over 10 MB, or an image over the pixel limit",
+        414: "a query string over 4 KB",
+        422: "a malformed request: a missing or mistyped parameter",
+    }
+    return {status: {"model": ErrorResponse, "description": meaning[status]} for status in statuses}
 
 
 class Result(BaseModel):
@@ -153,6 +165,21 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         fields = {**hit.to_dict(), "path": shown(hit.path)}
         return Result(**fields, thumbnail=_thumbnail_url(index, hit.id))
 
+    def k_parameter() -> Any:
+        return Query(
+            10,
+            description="Number of results, 1 to the gallery size.",
+            json_schema_extra={"minimum": 1, "maximum": len(index)},  # checked by the searcher (400)
+        )
+
+    def modality_parameter(kinds: tuple[str, ...], default: str) -> Any:
+        names = [m for m, e in index.encoders.items() if e.modality in kinds]
+        return Query(
+            None,
+            description=f"The model's modality of the query (default: {default}).",
+            json_schema_extra={"enum": names} if names else None,
+        )
+
     def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
         try:
             hits = index.search(k=k, **kwargs)
@@ -164,7 +191,7 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/health")
+    @app.get("/health", responses=_errors(400))
     def health() -> Health:
         """Liveness, and what is being served."""
         return Health(
@@ -176,23 +203,23 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             version=xmodal.__version__,
         )
 
-    @app.get("/search")
+    @app.get("/search", responses=_errors(400, 401, 413, 414, 422))
     def search_text(
-        q: Annotated[str, Query(description="The text query.")],
-        k: K = 10,
+        q: str = Query(description="The text query.", json_schema_extra={"minLength": 1, "pattern": r"\S"}),
+        k: int = k_parameter(),
         csls: CSLS = False,
-        modality: MODALITY = None,
+        modality: str | None = modality_parameter(("text",), "the model's text modality"),
     ) -> SearchResponse:
         """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
         if modality is None:
             return run_search(q, k, text=q, csls=csls)
         return run_search(q, k, queries={modality: q}, csls=csls)
 
-    @app.post("/search/image")
+    @app.post("/search/image", responses=_errors(400, 401, 413, 414, 422))
     async def search_image(
         image: Annotated[UploadFile, File(description="An image (or audio, or .npy vector) file, at most 10 MB.")],
-        k: K = 10,
-        modality: MODALITY = None,
+        k: int = k_parameter(),
+        modality: str | None = modality_parameter(("image", "audio", "vector"), "the model's image modality"),
     ) -> SearchResponse:
         """The ``k`` gallery items closest to an uploaded file: an image, or with ``modality`` a
         file of any file modality of the model (audio, a vector in ``.npy``)."""
@@ -217,7 +244,7 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             except HTTPException as error:  # name the upload, not the temporary file
                 raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
-    @app.get("/items/{item_id:path}")
+    @app.get("/items/{item_id:path}", responses=_errors(400, 401, 404, 414))
     def item(item_id: str) -> ItemResponse:
         """An item's metadata: path and captions."""
         found = _item(index, item_id)
@@ -228,7 +255,10 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             thumbnail=_thumbnail_url(index, found.id),
         )
 
-    @app.get("/thumbnails/{item_id:path}", responses={200: {"content": {"image/jpeg": {}}}})
+    @app.get(
+        "/thumbnails/{item_id:path}",
+        responses={200: {"content": {"image/jpeg": {}}}, **_errors(400, 401, 404, 414)},
+    )
     def thumbnail(item_id: str) -> Response:
         """A JPEG thumbnail (at most 256 px a side) of an item's image."""
         found = _item(index, item_id)
