@@ -231,6 +231,8 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             file.write(data)
             file.flush()
             encoder = index.encoders.get(modality or "image")
+            if encoder is not None and encoder.modality == "text":
+                raise HTTPException(400, f"{modality!r} takes text queries: send them to /search")
             if encoder is None or encoder.modality == "image":
                 try:
                     check_pixels(file.name, MAX_PIXELS)
