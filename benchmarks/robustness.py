@@ -157,7 +157,7 @@ def http_cases(url: str, jpeg: bytes) -> list[tuple[str, Callable[[], httpx.Resp
         ("absolute id", get("/items/%2Fetc%2Fpasswd")),
         ("unknown id", get("/items/nope.jpg")),
         ("NUL in the query", get("/search", params={"q": "a\x00dog"})),
-        ("invalid UTF-8 in the query", get("/search?q=%ff%fe")),
+        ("invalid UTF-8 in the query (decoded with U+FFFD: a search)", get("/search?q=%ff%fe")),
         ("1,000 query parameters", get("/search?" + "&".join(f"k{i}=1" for i in range(1000)))),
     ]
 
@@ -168,7 +168,8 @@ def probe_http(url: str, jpeg: bytes) -> tuple[Row, list[str]]:
     for name, request in cases:
         try:
             answer = request()
-            ok = 400 <= answer.status_code < 500 and isinstance(answer.json().get("detail"), str)
+            searched = "a search" in name and answer.status_code == 200
+            ok = searched or (400 <= answer.status_code < 500 and isinstance(answer.json().get("detail"), str))
         except (httpx.HTTPError, ValueError) as error:
             ok, answer = False, error
         alive = httpx.get(f"{url}/search", params={"q": "a dog", "k": 1}, timeout=60).status_code == 200
@@ -201,8 +202,8 @@ def probe_schemathesis(images: Path, examples: int) -> tuple[Row, list[str]]:
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))  # fmt: skip
-            def run(case, count=count):
-                count[0] += 1
+            def run(case):
+                count[0] += 1  # noqa: B023  (run is called at once, in this iteration)
                 case.call_and_validate(checks=chosen)
 
             try:

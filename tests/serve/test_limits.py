@@ -87,7 +87,9 @@ def test_a_chunked_upload_without_length_is_bounded(url):
 
 def test_foreign_hosts_and_long_queries_are_refused(url):
     rebound = httpx.get(f"{url}/search", params={"q": "a dog"}, headers={"host": "evil.example"})
-    assert rebound.status_code == 400
+    assert rebound.status_code == 400 and rebound.json()["detail"] == "Host header 'evil.example' is not served here"
+    control = httpx.get(f"{url}/search", params={"q": "a\x00dog"})
+    assert control.status_code == 400 and "control characters" in control.json()["detail"]
     for host in ("localhost", "127.0.0.1"):
         assert httpx.get(f"{url}/health", headers={"host": host}).status_code == 200
     long = httpx.get(f"{url}/search", params={"q": "dog " * 3000})

@@ -30,7 +30,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import xmodal
@@ -96,21 +95,28 @@ class Health(BaseModel):
     version: str
 
 
-class BodyLimit:
-    """ASGI middleware: a request whose body or query string is too long gets 413 / 414, counted
-    as it streams in (a chunked upload without Content-Length included)."""
+class Guard:
+    """ASGI middleware: a Host header outside ``allowed_hosts`` gets 400, a query string over
+    ``max_query`` bytes 414, a body over ``max_body`` bytes 413, counted as it streams in (a
+    chunked upload without Content-Length included); every answer a JSON ``{"detail": ...}``."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_query: int):
+    def __init__(self, app: ASGIApp, max_body: int, max_query: int, allowed_hosts: Sequence[str]):
         self.app, self.max_body, self.max_query = app, max_body, max_query
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers", ()))
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        if "*" not in self.allowed_hosts and _host_name(host) not in self.allowed_hosts:
+            await _json(400, f"Host header {host!r} is not served here")(scope, receive, send)
+            return
         if len(scope.get("query_string", b"")) > self.max_query:
             await _json(414, f"the query string is over {self.max_query} bytes")(scope, receive, send)
             return
-        length = dict(scope.get("headers", ())).get(b"content-length", b"")
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
             await _json(413, f"the upload is over {self.max_body // 2**20} MB")(scope, receive, send)
             return
@@ -125,6 +131,13 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _host_name(host: str) -> str:
+    """A Host header without its port: ``localhost:8000`` -> ``localhost``, ``[::1]:80`` -> ``[::1]``."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _json(status: int, detail: str) -> JSONResponse:
@@ -144,8 +157,9 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(BodyLimit, max_body=MAX_UPLOAD_BYTES + 2**16, max_query=MAX_QUERY_BYTES)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(
+        Guard, max_body=MAX_UPLOAD_BYTES + 2**16, max_query=MAX_QUERY_BYTES, allowed_hosts=list(allowed_hosts)
+    )
     root = _common_folder(index)
 
     if token is not None:
@@ -211,6 +225,8 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         modality: str | None = modality_parameter(("text",), "the model's text modality"),
     ) -> SearchResponse:
         """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in q):
+            raise HTTPException(400, "the query holds control characters")
         if modality is None:
             return run_search(q, k, text=q, csls=csls)
         return run_search(q, k, queries={modality: q}, csls=csls)
