@@ -147,6 +147,7 @@ def _tampered(tmp_path, change) -> str:
     with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files}
     header = json.loads(str(arrays["header"]))
+    header.pop("sha256")  # a crafted file would not keep a checksum that gives it away
     change(header, arrays)
     arrays["header"] = np.array(json.dumps(header))
     np.savez(path, **arrays)
@@ -166,3 +167,15 @@ def test_a_crafted_file_is_refused_by_name(tmp_path, change, message):
     path = _tampered(tmp_path, change)
     with pytest.raises(ValueError, match=message):
         Aligner.load(path)
+
+
+def test_changed_arrays_fail_the_header_checksum(tmp_path):
+    path = _tampered(tmp_path, lambda h, a: None)
+    saved = CCAAligner(n_components=2).fit({"a": np.eye(20, 3), "b": np.eye(20, 3)[::-1]}).save(tmp_path / "ok.npz")
+    assert Aligner.load(saved).is_fitted and Aligner.load(path).is_fitted  # no checksum: accepted as before
+    with np.load(saved) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["state/correlations_"] = arrays["state/correlations_"] + 1.0
+    np.savez(saved, **arrays)
+    with pytest.raises(ValueError, match="is corrupt: its arrays do not match the checksum in its header"):
+        Aligner.load(saved)

@@ -18,6 +18,7 @@ Aligner files written before this format (``modalities``/``dims`` in the header)
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import zipfile
@@ -109,7 +110,7 @@ class Estimator:
             else:
                 attributes[name] = value
         header = {"format": FORMAT, "class": type(self).__name__, "params": self.get_params(), "attributes": attributes}
-        text = json.dumps({**header, **sections})
+        text = json.dumps({**header, **sections, "sha256": _arrays_digest(arrays)})
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, header=np.array(text), **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         return path
@@ -135,6 +136,16 @@ class Estimator:
                 raise ValueError(f"{path}: {name!r} is not learned state of {found.__name__}")
             setattr(estimator, name, tuple(value) if isinstance(value, list) else value)
         return estimator
+
+
+def _arrays_digest(arrays: dict[str, Any]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays``, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -163,6 +174,9 @@ def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, An
             raise ValueError(f"{invalid}: {error}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{invalid}: its header is not a JSON object")
+    recorded = header.pop("sha256", None)  # absent from files written before checksums
+    if arrays and recorded is not None and recorded != _arrays_digest(flat):
+        raise ValueError(f"{path} is corrupt: its arrays do not match the checksum in its header")
     if "format" not in header:  # an aligner written before the shared format
         legacy = {"modalities": "modalities_", "dims": "dims_"}
         header["attributes"] = {new: header.pop(old) for old, new in legacy.items() if old in header}
