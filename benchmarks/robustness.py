@@ -220,8 +220,9 @@ def probe_schemathesis(images: Path, examples: int) -> tuple[Row, list[str]]:
 def probe_load(images: Path, jpegs: list[bytes], captions: list[str]) -> tuple[Row, dict[str, float]]:
     server = Server(images)
     try:
-        for _ in range(20):  # warm-up: encoders loaded, first queries done
-            httpx.get(f"{server.url}/search", params={"q": captions[0]}, timeout=60)
+        for i in range(20):  # warm-up: both encoders loaded, their first queries done
+            httpx.get(f"{server.url}/search", params={"q": captions[i]}, timeout=60)
+            httpx.post(f"{server.url}/search/image", files={"image": ("q.jpg", jpegs[i])}, timeout=60)
         before = server.rss_mb()
         latencies: list[float] = []
         errors = [0]

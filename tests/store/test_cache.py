@@ -191,3 +191,20 @@ def test_an_unreadable_one_file_cache_is_skipped_with_a_warning(tmp_path, caplog
     rows = EmbeddingStore(tmp_path).embed(encoder, values)
     np.testing.assert_array_equal(rows, [expected(t) for t in values])
     assert encoder.encoded == values and f"embedding cache file {legacy} is unreadable" in caplog.text
+
+
+def test_a_one_file_cache_damaged_after_its_first_read_is_skipped(tmp_path, caplog):
+    """The first read records the old file's checksum; rows overwritten later (same shape)
+    are caught and encoded again instead of served."""
+    values = texts(3)
+    _, whole = item_keys(Counting.cache_key, values, "text")
+    legacy = tmp_path / "embeddings" / "counting" / f"{whole[:32]}.npy"
+    legacy.parent.mkdir(parents=True)
+    np.save(legacy, np.array([expected(t) for t in values], np.float32))
+    assert EmbeddingStore(tmp_path).embed(Counting(), values).shape == (3, 4)
+    assert legacy.with_name(legacy.name + ".sha256").is_file()
+    np.save(legacy, np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32))
+    encoder = Counting()
+    rows = EmbeddingStore(tmp_path).embed(encoder, values)
+    np.testing.assert_array_equal(rows, [expected(t) for t in values])
+    assert encoder.encoded == values and f"embedding cache file {legacy} is corrupt" in caplog.text

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xmodal.core.config import default_cache_dir, embeddings_dir
-from xmodal.core.files import atomic_path, write_text_atomic
+from xmodal.core.files import atomic_path, file_digest, write_text_atomic
 from xmodal.encoders.base import Encoder
 from xmodal.encoders.combined import Combination
 
@@ -250,10 +250,17 @@ def _digest(keys: np.ndarray, rows: np.ndarray) -> str:
 
 
 def _legacy_rows(path: Path, n: int) -> np.ndarray | None:
-    """The rows of a one-file cache written before per-item keys, if ``path`` holds ``n``
-    (an unreadable one is reported and skipped: the values go through the per-item cache).
-    These files carry no checksum: rows overwritten in place cannot be detected."""
+    """The rows of a one-file cache written before per-item keys, if ``path`` holds ``n``.
+
+    These files were written without a checksum: the first read records one beside the file
+    (``.sha256``) and later reads check it, so a file damaged after that is reported and
+    skipped (its values go through the per-item cache), as is an unreadable one."""
     if not path.is_file():
+        return None
+    recorded = path.with_name(path.name + ".sha256")
+    digest = str(file_digest(path)["sha256"])
+    if recorded.is_file() and recorded.read_text().strip() != digest:
+        log.warning("embedding cache file %s is corrupt (its checksum changed): not used; encoding again", path)
         return None
     try:
         rows = np.load(path, allow_pickle=False)
@@ -263,6 +270,8 @@ def _legacy_rows(path: Path, n: int) -> np.ndarray | None:
     if rows.ndim != 2 or not np.isfinite(rows).all():
         log.warning("embedding cache file %s holds no finite 2-d array: not used; its values are encoded again", path)
         return None
+    if not recorded.is_file():
+        write_text_atomic(recorded, digest + "\n")  # trusted on first use, checked from now on
     return rows if rows.shape[0] == n else None
 
 
