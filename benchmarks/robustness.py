@@ -43,7 +43,7 @@ from xmodal.bench.results import markdown_table, replace_section, script_section
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.model import fit_model
 from xmodal.search import Searcher, items_from_dataset, items_from_texts
-from xmodal.search.storage import current_generation
+from xmodal.search.storage import FAILPOINT_ENV, SAVE_STAGES, current_generation
 from xmodal.store import EmbeddingStore
 
 ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
@@ -347,50 +347,17 @@ def probe_cli(work: Path, model: Path, images: Path) -> tuple[Row, list[str]]:
 
 
 # -- 5. faults -------------------------------------------------------------------------------
-KILLER = """
-    import os, signal, sys
-    from pathlib import Path
-    from xmodal.search import Searcher, items_from_texts, storage
-    from xmodal.store import EmbeddingStore
-    stage = os.environ["KILL_AT"]
-    def die(when):
-        if when == stage:
-            os.kill(os.getpid(), signal.SIGKILL)
-    write_files = storage.IndexStorage._write_files
-    storage.IndexStorage._write_files = lambda self, folder: (write_files(self, folder), die("files"))
-    rename = Path.rename
-    def renaming(self, target):
-        out = rename(self, target)
-        if Path(target).parent.name == "generations":
-            die("renamed")
-        return out
-    Path.rename = renaming
-    write_text = storage.write_text_atomic
-    def switching(path, text):
-        out = write_text(path, text)
-        if Path(path).name == "CURRENT":
-            die("switched")
-        return out
-    storage.write_text_atomic = switching
-    with Searcher.updating(os.environ["INDEX"]) as index:
-        index.add(items_from_texts(os.environ["NEW"]), store=EmbeddingStore())
-"""
-
-
 def probe_faults(work: Path, texts: Path) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     kills = lost = clean = 0
-    for stage in ("files", "renamed", "switched"):
+    for stage in SAVE_STAGES:
         for trial in range(3):
             index = work / f"kill-{stage}-{trial}"
             subprocess.run(["cp", "-r", str(texts), str(index)], check=True)
             before = {i.id for i in Searcher.load(index).items}
             new = work / f"new{trial}.txt"
             new.write_text(f"a new caption {trial}\nanother new caption {trial}\n")
-            env = {**os.environ, "KILL_AT": stage, "INDEX": str(index), "NEW": str(new)}
-            done = subprocess.run(
-                [sys.executable, "-c", textwrap.dedent(KILLER)], env=env, capture_output=True, text=True
-            )
+            done = xmodal("index", "add", index, new, env={FAILPOINT_ENV: f"index-save:{stage}"})
             kills += done.returncode == -signal.SIGKILL
             try:
                 after = {i.id for i in Searcher.load(index).items}

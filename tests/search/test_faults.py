@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from xmodal.search import Searcher, items_from_texts
-from xmodal.search.storage import current_generation
+from xmodal.search.storage import FAILPOINT_ENV, SAVE_STAGES, current_generation
 from xmodal.store import EmbeddingStore
 
 QUERIES = ["a dog runs on the grass", "children play in the water", "a man rides a bike"]
-STAGES = ("files", "renamed", "switched")  # killed after writing files / after the rename / after CURRENT
 
 
 @pytest.fixture
@@ -39,55 +38,16 @@ def _results(path: Path, models_dir: Path) -> list[list[tuple[str, float]]]:
     return [[(h.id, round(h.score, 6)) for h in index.search(q, k=5)] for q in QUERIES]
 
 
-def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-
-
-KILLER = """
-    import os, signal, sys
-    from pathlib import Path
-    from xmodal.core import files
-    from xmodal.search import Searcher, items_from_texts, storage
-    from xmodal.store import EmbeddingStore
-
-    stage = os.environ["KILL_AT"]
-    def die(when):
-        if when == stage:
-            os.kill(os.getpid(), signal.SIGKILL)
-    write_files = storage.IndexStorage._write_files
-    def writing(self, folder):
-        write_files(self, folder)
-        die("files")
-    storage.IndexStorage._write_files = writing
-    rename = Path.rename
-    def renaming(self, target):
-        out = rename(self, target)
-        if Path(target).parent.name == "generations":
-            die("renamed")
-        return out
-    Path.rename = renaming
-    write_text = storage.write_text_atomic
-    def switching(path, text):
-        out = write_text(path, text)
-        if Path(path).name == "CURRENT":
-            die("switched")
-        return out
-    storage.write_text_atomic = switching
-    with Searcher.updating(sys.argv[1] if len(sys.argv) > 1 else os.environ["INDEX"], models_dir=os.environ["MODELS"]) as index:
-        index.add(items_from_texts(os.environ["NEW"]), store=EmbeddingStore(os.environ["CACHE"]))
-"""
-
-
 @pytest.mark.data
 @pytest.mark.weights
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", SAVE_STAGES)
 def test_a_writer_killed_at_any_stage_leaves_a_whole_index(texts_index, models_dir, cache_dir, tmp_path, stage):
     before = _results(texts_index, models_dir)
     (tmp_path / "new.txt").write_text("a black dog jumps\na white cat sleeps\n")
-    env = {"KILL_AT": stage, "INDEX": str(texts_index), "MODELS": str(models_dir), "CACHE": str(cache_dir),
-           "NEW": str(tmp_path / "new.txt")}  # fmt: skip
-    killed = _run(KILLER, env)
+    command = [sys.executable, "-m", "xmodal.cli", "index", "add", str(texts_index), str(tmp_path / "new.txt"),
+               "--models", str(models_dir), "--cache", str(cache_dir)]  # fmt: skip
+    env = {**os.environ, FAILPOINT_ENV: f"index-save:{stage}"}
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     index = Searcher.load(texts_index, models_dir=models_dir)  # whole, whichever generation is current
     if stage == "switched":

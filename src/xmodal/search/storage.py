@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ from xmodal.model import Model
 from xmodal.search.gallery import IndexItem
 
 FORMAT = "xmodal-index/2"
+FAILPOINT_ENV = "XMODAL_FAILPOINT"  # fault tests: "index-save:STAGE" makes a save SIGKILL its process there
+SAVE_STAGES = ("files", "renamed", "switched")
 CURRENT, GENERATIONS, MANIFEST = "CURRENT", "generations", "manifest.json"
 GENERATION = re.compile(r"g\d{6,}")
 MANIFEST_FIELDS = {"format": str, "modality": str, "count": int, "kind": str, "faiss_index": str, "model": str}
@@ -221,9 +224,12 @@ class IndexStorage:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             self._write_files(tmp)
+            _failpoint("files")
             tmp.rename(generations / name)
             fsync_folder(generations)
+            _failpoint("renamed")
             write_text_atomic(path / CURRENT, name + "\n")  # the switch
+            _failpoint("switched")
             write_text_atomic(path / MANIFEST, (generations / name / MANIFEST).read_text())
             _prune(path, keep=name)
         return path
@@ -292,6 +298,12 @@ class IndexStorage:
                 f"{path}: items, embeddings and FAISS index disagree on the number of rows; rebuild the index"
             )
         return storage
+
+
+def _failpoint(stage: str) -> None:
+    """Die here, as a crash would, when the fault tests ask for this stage of a save."""
+    if os.environ.get(FAILPOINT_ENV) == f"index-save:{stage}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def is_index(path: Path) -> bool:
