@@ -101,6 +101,7 @@ class _Payload:
 
 
 @pytest.mark.weights
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the hostile file
 def test_a_pickle_payload_in_a_model_folder_is_refused_not_run(minilm, tmp_path):
     import pickle
     import shutil
