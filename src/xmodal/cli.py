@@ -340,7 +340,9 @@ def fit(
 
 def _note_skipped(skipped: list[str]) -> None:
     if skipped:
-        console.print(f"skipped {', '.join(skipped)}: no audio encoder ships yet (name one with --encoder)")
+        console.print(
+            f"skipped {', '.join(skipped)}: speech is encoded when asked (--modality, or --encoder {skipped[0]}=whisper-base)"
+        )
 
 
 @app.command("eval")

