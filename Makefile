@@ -72,6 +72,8 @@ bench-tuxpaint: $(STAMP) $(TUXPAINT)/.fetched
 	$(PY) benchmarks/tuxpaint.py --root $(TUXPAINT)
 	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --auto
 	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --encoder 'image=efficientnet-lite0[background=none]'
+	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --modality text.en --modality audio.fr --modality audio.es \
+		--modality image --aligner cca-128-weighted --aligner head-linear --auto
 
 # The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.
 analyze: $(STAMP)

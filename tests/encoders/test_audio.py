@@ -61,3 +61,21 @@ def test_bad_audio_is_a_clear_error_naming_the_file(whisper, tmp_path):
     ]:
         with pytest.raises(EncoderError, match=message.replace(".", r"\.")):
             whisper.encode([str(path)])
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_a_manifest_with_speech_is_encoded_once_through_the_cache(clips, models_dir, tmp_path, xmodal):
+    import json
+
+    lines = [{"id": f"s{i}", "text.fr": f"phrase {i}", "audio.fr": clip} for i, clip in enumerate(clips[:3])]
+    manifest = tmp_path / "speech.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    command = ["encode", manifest, "--modality", "audio.fr", "--encoder", "whisper-base", "--cache", tmp_path / "c",
+               "--models", models_dir, "--out", tmp_path / "a.npy"]  # fmt: skip
+    first = xmodal(*command)
+    assert first.exit_code == 0, first.output
+    assert "3 audio.fr embeddings of dimension 512 (0 from the cache, 3 encoded)" in " ".join(first.output.split())
+    again = xmodal(*command)
+    assert "(3 from the cache, 0 encoded)" in " ".join(again.output.split())
+    assert np.load(tmp_path / "a.npy").shape == (3, 512)
