@@ -204,7 +204,7 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         raise EncoderError(
             f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}, "
             "a model tuned by `xmodal finetune` (none named so under "
-            f"{models}), st:<path to a sentence-transformers folder>, or several joined by '+'"
+            f"{models}), st:<folder>, hf:<org/name or folder>, onnx:<file>, vector, or several joined by '+'"
         )
     return ENCODERS[name](models, backend)
 
