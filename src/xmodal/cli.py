@@ -487,6 +487,9 @@ def search(
     image: Annotated[
         Optional[Path], typer.Option("--image", help="An image query (with a text query too: fused).")
     ] = None,
+    audio: Annotated[
+        Optional[Path], typer.Option("--audio", help="A speech query: an audio file (with others: fused).")
+    ] = None,
     query_option: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -513,10 +516,11 @@ def search(
 
     queries = _encoder_options(query_option, option="--query")
     index = Searcher.load(index_dir, models_dir=models, trust=trust)
-    hits = index.search(query, image, queries=queries, k=k, csls=csls, fusion=fusion)
+    hits = index.search(query, image, audio=audio, queries=queries, k=k, csls=csls, fusion=fusion)
     if as_json:
         results = [h.to_dict() for h in hits]
-        asked = {"query": query, "image": image and str(image), **({"queries": queries} if queries else {})}
+        asked: dict[str, Any] = {"query": query, "image": image and str(image)}
+        asked |= ({"audio": str(audio)} if audio else {}) | ({"queries": queries} if queries else {})
         print(json.dumps({**asked, "results": results}, indent=1))
         return
     _print_hits(hits)

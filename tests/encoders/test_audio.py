@@ -79,3 +79,41 @@ def test_a_manifest_with_speech_is_encoded_once_through_the_cache(clips, models_
     again = xmodal(*command)
     assert "(3 from the cache, 0 encoded)" in " ".join(again.output.split())
     assert np.load(tmp_path / "a.npy").shape == (3, 512)
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_search_an_image_index_by_speech(tuxpaint, models_dir, tmp_path, xmodal):
+    """Fit French speech to Tux Paint's pictures, index the pictures, query with a recording."""
+    import json
+
+    from xmodal.data.tuxpaint import write_tuxpaint_manifest
+
+    full = tmp_path / "all.jsonl"
+    write_tuxpaint_manifest(tuxpaint, full, languages=("en", "fr"))
+    items = [json.loads(line) for line in full.read_text().splitlines()]
+    items = [i for i in items if "audio.fr" in i][:80]
+    for n, item in enumerate(items):
+        item["split"] = "test" if n % 4 == 0 else "train"
+    manifest = tmp_path / "speech.jsonl"
+    manifest.write_text("".join(json.dumps(i) + "\n" for i in items))
+    common = ["--cache", tmp_path / "cache", "--models", models_dir]
+    fitted = xmodal("fit", manifest, "--modality", "audio.fr", "--modality", "image", "--aligner", "cca-128-weighted",
+                    "--out", tmp_path / "m.npz", *common)  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    built = xmodal("index", "build", manifest, "--model", tmp_path / "m.npz", "--split", "test", "--out",
+                   tmp_path / "index", *common)  # fmt: skip
+    assert built.exit_code == 0, built.output
+    query = next(i for i in items if i["split"] == "test")
+    ran = xmodal("search", tmp_path / "index", "--audio", query["audio.fr"], "-k", "20", "--json", *common[2:])
+    assert ran.exit_code == 0, ran.output
+    answer = json.loads(ran.stdout)
+    assert answer["audio"] == query["audio.fr"] and len(answer["results"]) == 20
+    from xmodal.search import Searcher
+
+    index = Searcher.load(tmp_path / "index", models_dir=models_dir)  # the ranking is the model's cosine
+    shared = index.model.transform(index.encoders["audio.fr"].encode([query["audio.fr"]]), "audio.fr")[0]
+    expected = np.argsort(-(index.storage.embeddings @ (shared / np.linalg.norm(shared))), kind="stable")
+    assert [hit["id"] for hit in answer["results"]] == [index.items[i].id for i in expected]
+    no_text = xmodal("search", tmp_path / "index", "a frog", *common[2:])
+    assert no_text.exit_code == 2 and "the model has no text modality" in " ".join(no_text.output.split())

@@ -178,6 +178,7 @@ class Searcher:
         text: str | None = None,
         image: str | Path | None = None,
         *,
+        audio: str | Path | None = None,
         queries: Mapping[str, str | Path] | None = None,
         k: int = 10,
         csls: bool = False,
@@ -187,9 +188,8 @@ class Searcher:
         ``fusion`` (``"mean"`` or ``"score"`` as in :mod:`xmodal.retrieval.fusion`).
 
         ``queries`` maps modalities of the model to values: a text for a text modality, a file
-        path for an image, audio or vector one. ``text`` and ``image`` are shortcuts for the
-        model's modality ``text`` (else its first text modality) and ``image`` (else its first
-        image modality). ``csls`` scores by CSLS with the model's neighbourhood (``csls_k``, or
+        path for an image, audio or vector one. ``text``, ``image`` and ``audio`` are shortcuts
+        for the model's modality of that name (else its first modality of that kind). ``csls`` scores by CSLS with the model's neighbourhood (``csls_k``, or
         the default when the model scores without) against the gallery's captions as the
         reference queries (queries of the caption modality, on galleries built with captions).
         """
@@ -198,7 +198,7 @@ class Searcher:
         if k > n:
             raise ValueError(f"k must be between 1 and the gallery size {n}, got {k}")
         check_fusion(fusion)
-        parts = self._encode_query(self._query_values(text, image, queries))
+        parts = self._encode_query(self._query_values({"text": text, "image": image, "audio": audio}, queries))
         if csls:
             self._check_csls(parts)
         vectors = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
@@ -226,11 +226,12 @@ class Searcher:
         return np.ascontiguousarray(unit_rows(self.model.transform(embeddings, modality)), dtype=np.float32)
 
     def _query_values(
-        self, text: str | None, image: str | Path | None, queries: Mapping[str, str | Path] | None
+        self, shortcuts: Mapping[str, str | Path | None], queries: Mapping[str, str | Path] | None
     ) -> dict[str, str]:
-        """``{modality: value}`` of a query, the shortcuts resolved; checked against the model."""
+        """``{modality: value}`` of a query, the shortcuts (``{kind: value}``) resolved; checked
+        against the model."""
         values = {m: str(v) for m, v in (queries or {}).items()}
-        for kind, value in (("text", text), ("image", image)):
+        for kind, value in shortcuts.items():
             if value is None:
                 continue
             modality = kind if kind in self.encoders else self._first_of_kind(kind)
