@@ -23,6 +23,7 @@ bits with the other values of its batch); it is only read, never written.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -35,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xmodal.core.config import default_cache_dir, embeddings_dir
-from xmodal.core.files import atomic_path, file_digest, write_text_atomic
+from xmodal.core.files import atomic_path, write_text_atomic
 from xmodal.encoders.base import Encoder
 from xmodal.encoders.combined import Combination
 
@@ -260,13 +261,14 @@ def _legacy_rows(path: Path, n: int) -> np.ndarray | None:
     skipped (its values go through the per-item cache), as is an unreadable one."""
     if not path.is_file():
         return None
+    data = path.read_bytes()  # read once: hashed, then parsed
     recorded = path.with_name(path.name + ".sha256")
-    digest = str(file_digest(path)["sha256"])
+    digest = hashlib.sha256(data).hexdigest()
     if recorded.is_file() and recorded.read_text().strip() != digest:
         log.warning("embedding cache file %s is corrupt (its checksum changed): not used; encoding again", path)
         return None
     try:
-        rows = np.load(path, allow_pickle=False)
+        rows = np.load(io.BytesIO(data), allow_pickle=False)
     except UNREADABLE as error:
         log.warning("embedding cache file %s is unreadable (%s): not used; its values are encoded again", path, error)
         return None
