@@ -718,9 +718,10 @@ def _bench_multi30k(
     from xmodal.bench.multi30k import MULTI30K_ENCODERS, multi30k_title, run_flickr8k_multi30k, write_multi30k_results
 
     started = time.perf_counter()
+    encoders = {**MULTI30K_ENCODERS, **given}
     runs = run_flickr8k_multi30k(
-        data, aligners=aligner, encoders={**MULTI30K_ENCODERS, **given}, csls_k=csls_k, fusions=fusions,
-        cache_dir=cache, models_dir=models, backend=backend, limit=limit,
+        data, aligners=aligner, encoders=encoders, csls_k=csls_k, fusions=fusions, cache_dir=cache,
+        models_dir=models, backend=backend, limit=limit,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     wide = Console(width=max(console.width, 150))
@@ -728,7 +729,9 @@ def _bench_multi30k(
         title = multi30k_title(run, csls_k, limit)
         wide.print(_rich_table(*matrix_table(run), f"{title}: R@1/R@5/R@10, query (rows) -> gallery (columns)"))
         wide.print(_rich_table(*fused_table(run, fusions), f"{title}: fused queries -> image"))
-    write_multi30k_results(runs, json_dir, results, _command(), seconds, csls_k=csls_k, limit=limit, fusions=fusions)
+    write_multi30k_results(
+        runs, json_dir, results, _command(), seconds, csls_k=csls_k, limit=limit, fusions=fusions, encoders=encoders
+    )
     wide.print(f"{seconds:.1f} s in all; updated {results}")
 
 

@@ -101,8 +101,10 @@ def write_multi30k_results(
     csls_k: int,
     limit: int | None,
     fusions: tuple[str, ...],
+    encoders: dict[str, str] = MULTI30K_ENCODERS,
 ) -> None:
-    """One JSON file per run, and this configuration's section of RESULTS.md replaced."""
+    """One JSON file per run, and this configuration's section of RESULTS.md replaced
+    (``encoders``: the ones the runs used, named in the section)."""
     sections = []
     for run in runs:
         title = multi30k_title(run, csls_k, limit)
@@ -125,17 +127,11 @@ def write_multi30k_results(
         name = f"{title.split(' — ')[0].replace(' ', '_')}_{run.aligner}.json".replace("/", "-")
         write_json(json_dir / name, _matrix_json(run))
     key = f"Flickr8k+Multi30k{' (smoke run)' if limit else ''}{f' CSLS k={csls_k}' if csls_k else ''}: {', '.join(r.aligner for r in runs)}"
-    encoders = ", ".join(f"{m} {e}" for m, e in MULTI30K_ENCODERS.items())
-    header = f"### {key}\n\n{stamp(command)} · {seconds:.1f} s in all · encoders: {encoders}\n"
+    named = ", ".join(f"{m} {e}" for m, e in encoders.items())
+    header = f"### {key}\n\n{stamp(command)} · {seconds:.1f} s in all · encoders: {named}\n"
     replace_section(markdown_path, key, header + "\n" + "\n".join(sections))
 
 
 def _matrix_json(run: MatrixResult) -> dict[str, Any]:
-    return {
-        "aligner": run.aligner,
-        "fit_seconds": run.fit_seconds,
-        "n_items": run.n_items,
-        "machine": machine_description(),
-        "pairs": run.to_json()["pairs"],
-        "fused": run.to_json()["fused"],
-    }
+    data = run.to_json()
+    return {**{k: data[k] for k in ("aligner", "fit_seconds", "n_items")}, "machine": machine_description(), **data}
