@@ -144,13 +144,13 @@ def run_pairs(
     result.seconds["encode"] = time.perf_counter() - started
     result.cache = {"hits": store.hits, "misses": store.misses}
     eval_started = time.perf_counter()
-    runs = list(models.items())
-    runs += [(f"{n} (auto)", make_aligner(n)) for n, a in models.items() if auto and type(a) in GRIDS]
-    for name, aligner in runs:
+    runs = [(name, aligner, False) for name, aligner in models.items()]
+    runs += [(f"{n} (auto)", make_aligner(n), True) for n, a in models.items() if auto and type(a) in GRIDS]
+    for name, aligner, tuned in runs:
         if not aligner.accepts(training.dims):
             continue  # e.g. identity across encoders that do not share a space
         fit_started = time.perf_counter()
-        if name.endswith("(auto)"):
+        if tuned:
             assert training.groups is not None
             cross_validate(aligner, training.embeddings, training.groups)
         training.fit(aligner)
