@@ -223,19 +223,19 @@ class IndexStorage:
             tmp = generations / f".{name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            self._write_files(tmp)
+            manifest = self._write_files(tmp)
             _failpoint("files")
             tmp.rename(generations / name)
             fsync_folder(generations)
             _failpoint("renamed")
             write_text_atomic(path / CURRENT, name + "\n")  # the switch
             _failpoint("switched")
-            write_text_atomic(path / MANIFEST, (generations / name / MANIFEST).read_text())
+            write_text_atomic(path / MANIFEST, manifest)
             _prune(path, keep=name)
         return path
 
-    def _write_files(self, folder: Path) -> None:
-        """Every file of a generation, flushed, then the manifest with their checksums."""
+    def _write_files(self, folder: Path) -> str:
+        """Every file of a generation, flushed, then the manifest with their checksums (returned)."""
         assert self._faiss is not None, "an empty index cannot be saved"
         self.model.save(folder / "model.npz")
         np.save(folder / "embeddings.npy", self.embeddings)
@@ -248,11 +248,12 @@ class IndexStorage:
             with open(file, "rb+") as handle:
                 os.fsync(handle.fileno())
             files[file.name] = file_digest(file)
-        manifest = {**self.manifest(), "files": files}
+        text = json.dumps({**self.manifest(), "files": files}, indent=1)
         with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(manifest, indent=1))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        return text
 
     @classmethod
     def load(
