@@ -26,7 +26,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -39,6 +38,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from load import free_port, wait_until_up  # benchmarks/load.py: the same server start
 from xmodal.bench.results import markdown_table, replace_section, script_section
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.model import fit_model
@@ -81,19 +81,11 @@ class Server:
     """``xmodal serve`` in a process of its own on a free loopback port."""
 
     def __init__(self, index: Path, *extra: str):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        command = [sys.executable, "-m", "xmodal.cli", "serve", str(index), "--port", str(self.port), *extra]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit(f"the server did not start: {self.process.stderr.read() if self.process.stderr else ''}")
+        port = free_port()
+        command = [sys.executable, "-m", "xmodal.cli", "serve", str(index), "--port", str(port), *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until_up(self.url, self.process)
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
