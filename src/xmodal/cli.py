@@ -146,17 +146,11 @@ def _encoder_options(
     return given
 
 
-def _load_model(
-    path: Path,
-    text: str | None,
-    image: str | None,
-    backend: str | None,
-    csls_k: int | None,
-    encoder: list[str] | None = None,
-) -> Model:
+def _load_model(path: Path, encoders: dict[str, str], backend: str | None, csls_k: int | None) -> Model:
+    """The model at ``path``; ``encoders`` (``{modality: name}``) and ``backend`` must agree with it."""
     from xmodal.model import Model
 
-    return Model.load(path, encoders=_encoder_options(encoder, text, image), backend=backend, csls_k=csls_k)
+    return Model.load(path, encoders=encoders, backend=backend, csls_k=csls_k)
 
 
 @app.command()
@@ -367,7 +361,7 @@ def evaluate(
     from xmodal.data import load_dataset
     from xmodal.store import EmbeddingStore
 
-    model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k, encoder)
+    model = _load_model(model_file, _encoder_options(encoder, text_encoder, image_encoder), backend, csls_k)
     part = load_dataset(dataset, data).split(split)
     metrics = _evaluate_model(model, part, EmbeddingStore(cache), models)
     if as_json:
@@ -443,7 +437,7 @@ def index_build(
     from xmodal.search import Searcher, gallery_source
     from xmodal.store import EmbeddingStore
 
-    model = _load_model(model_file, text_encoder, image_encoder, backend, csls_k)
+    model = _load_model(model_file, _encoder_options(None, text_encoder, image_encoder), backend, csls_k)
     items, modality = gallery_source(source, data_root=data, split=split, modality=gallery, captions=captions)
     index = Searcher.build(
         items, model, modality=modality, kind=kind, captions=captions or "text", store=EmbeddingStore(cache),
@@ -790,11 +784,7 @@ def analyze(
 
     loaded = load_dataset(dataset, data)
     given = _encoder_options(encoder, text_encoder, image_encoder)
-    fitted = (
-        []
-        if model_file is None
-        else [_load_model(model_file, None, None, backend, None, [f"{m}={n}" for m, n in given.items()])]
-    )
+    fitted = [] if model_file is None else [_load_model(model_file, given, backend, None)]
     if modality is not None and len(modality) != 2:
         raise ValueError(f"--modality names the pair analysed: twice, got {len(modality)}")
     if fitted:
