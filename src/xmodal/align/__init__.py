@@ -1,7 +1,7 @@
 """Aligners: map embeddings of several modalities into one shared space."""
 
 from xmodal.align.base import Aligner, NotFittedError
-from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, ProcrustesAligner
+from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner
 
 __all__ = [
     "Aligner",
@@ -9,5 +9,6 @@ __all__ = [
     "IdentityAligner",
     "LeastSquaresAligner",
     "NotFittedError",
+    "PivotAligner",
     "ProcrustesAligner",
 ]

@@ -38,6 +38,7 @@ class Aligner(Estimator):
 
     n_modalities: ClassVar[int | None] = 2  # None: any number >= 2
     iterative: ClassVar[bool] = False  # trained in epochs: uses groups, validation and views
+    partial_rows: ClassVar[bool] = False  # closed form on rows that miss modalities: ``_fit_partial``
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
@@ -57,7 +58,8 @@ class Aligner(Estimator):
         - ``groups``: one id per row (e.g. the image of each caption): rows of one group are
           never each other's negatives, and each epoch draws one row per group;
         - ``present``: ``{modality: bool per row}``, False where a row lacks the modality (its
-          values are ignored); closed-form aligners use the rows that have every modality;
+          values are ignored); closed-form aligners use the rows that have every modality
+          (those with ``partial_rows``, each pair's rows);
         - ``validation``: row-paired embeddings (one row per group) for early stopping;
           trained aligners carve a seeded share of the groups from the training rows when
           it is None;
@@ -86,6 +88,9 @@ class Aligner(Estimator):
                     validation=None if checked_validation is None else self._preprocessed(checked_validation),
                     views=[self._preprocessed(v) for v in checked_views],
                 )
+            elif self.partial_rows:
+                present_all = {m: np.ones(n, dtype=bool) for m in data}
+                self._fit_partial(self._preprocessed(data), present_all if masks is None else masks)
             else:
                 complete = None if masks is None else np.logical_and.reduce(list(masks.values()))
                 self._fit(self._preprocessed(data if complete is None else {m: x[complete] for m, x in data.items()}))
@@ -115,6 +120,9 @@ class Aligner(Estimator):
 
     # -- for subclasses -----------------------------------------------------------------
     def _fit(self, data: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _fit_partial(self, data: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
     def _train(

@@ -1,8 +1,11 @@
-"""Closed-form aligners: identity, least squares, orthogonal Procrustes, CCA.
+"""Closed-form aligners: identity, least squares, orthogonal Procrustes, CCA, pivot.
 
 All fit in seconds on a CPU from row-paired embeddings. Least squares and Procrustes map a
 ``source`` modality into the ``target`` modality's space (choose the direction with the two
 parameters); CCA projects both modalities into a new ``n_components``-dimensional space.
+:class:`PivotAligner` maps any number of modalities into one ``pivot`` modality's space, each
+from the rows it shares with the pivot: two modalities never seen together (speech and text,
+each paired with images only) become comparable through it.
 """
 
 from __future__ import annotations
@@ -180,6 +183,46 @@ class CCAAligner(Aligner):
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         matrix, offset = self.affine(modality)
         return x @ matrix + offset
+
+
+class PivotAligner(Aligner):
+    """Every modality mapped into the centred space of ``pivot`` by ridge regression.
+
+    For each modality ``m`` other than ``pivot``, on the rows that have both,
+    ``W_m = argmin ||(X_m - mean_m) W - (X_pivot - mean_pivot)||^2 + ridge ||W||^2``;
+    ``transform(x, m) = (x - mean_m) W_m``, and the pivot's rows are only centred. Rows of
+    two non-pivot modalities are never needed together, so their comparison is zero-shot.
+    """
+
+    n_modalities = None
+    partial_rows = True
+
+    def __init__(self, pivot: str = "image", ridge: float = 1.0, min_pairs: int = 10, normalize: bool = True):
+        super().__init__(normalize=normalize)
+        self.pivot = pivot
+        self.ridge = ridge
+        self.min_pairs = min_pairs
+
+    def _fit_partial(self, data: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+        if self.pivot not in data or not present[self.pivot].any():
+            raise ValueError(f"PivotAligner(pivot={self.pivot!r}): no {self.pivot} rows among {list(data)}")
+        self.mean_ = {m: x[present[m]].mean(axis=0, dtype=np.float64) for m, x in data.items()}
+        self.coef_ = {}
+        for m, x in data.items():
+            if m == self.pivot:
+                continue
+            rows = present[m] & present[self.pivot]
+            if rows.sum() < max(self.min_pairs, 1):
+                raise ValueError(
+                    f"PivotAligner: {m} shares {int(rows.sum())} rows with the pivot {self.pivot}, "
+                    f"fewer than min_pairs={self.min_pairs}"
+                )
+            target = data[self.pivot][rows] - self.mean_[self.pivot].astype(np.float32)
+            self.coef_[m] = linalg.least_squares(x[rows] - self.mean_[m].astype(np.float32), target, ridge=self.ridge)
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        centred = x - self.mean_[modality].astype(np.float32)
+        return centred if modality == self.pivot else centred @ self.coef_[modality]
 
 
 def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:

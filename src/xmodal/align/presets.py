@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xmodal.align.base import Aligner
-from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, ProcrustesAligner
+from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner
 
 ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "identity": IdentityAligner,
@@ -27,6 +27,8 @@ ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "cca-128-weighted": lambda: CCAAligner(n_components=128, reg=1.0, weight_power=0.5),
     "cca-256-weighted": lambda: CCAAligner(n_components=256, reg=1.0, weight_power=0.5),
     "cca-384-wide": lambda: CCAAligner(n_components=384, reg=2.0, weight_power=0.75),
+    # N modalities, each regressed onto the image space from its rows with images (ridge as lstsq-t2i)
+    "pivot-image": lambda: PivotAligner("image", ridge=1.0),
 }
 # Trained heads (opt-in: `xmodal bench flickr8k --aligner head-mlp-cca`); fitted with the
 # train split's item ids as groups and the dev split for early stopping. "-cca" heads start
