@@ -50,3 +50,24 @@ def test_complete_items_and_first_values(embeddings):
 def test_unknown_modality_is_named(embeddings):
     with pytest.raises(ValueError, match="no embeddings for modality 'audio'; have cap, tr"):
         embeddings.slot_rows(["cap", "audio"])
+
+
+def test_without_pairs_leaves_no_item_with_both_and_loses_nothing_else():
+    rng = np.random.default_rng(0)
+    n = 101
+    items = {"audio": np.arange(n), "text": np.repeat(np.arange(n), 2), "image": np.arange(0, n, 2)}
+    arrays = {m: rng.normal(size=(len(i), 3)) for m, i in items.items()}
+    before = ModalityEmbeddings(arrays, items, n)
+    after = before.without_pairs("audio", "text", seed=3)
+    assert len(after.complete_items(["audio", "text"])) == 0
+    has = {m: np.isin(np.arange(n), after.items[m]) for m in ("audio", "text")}
+    assert (has["audio"] | has["text"]).all()  # every item keeps one of the two
+    assert has["audio"].sum() == 51 and has["text"].sum() == 50  # a half each (101 // 2 lose audio)
+    np.testing.assert_array_equal(after.arrays["image"], before.arrays["image"])
+    kept = np.isin(before.items["text"], after.items["text"])
+    np.testing.assert_array_equal(after.arrays["text"], before.arrays["text"][kept])  # rows unchanged, in order
+    again = before.without_pairs("audio", "text", seed=3)
+    np.testing.assert_array_equal(again.items["audio"], after.items["audio"])  # seeded
+    assert not np.array_equal(before.without_pairs("audio", "text", seed=4).items["audio"], after.items["audio"])
+    with pytest.raises(ValueError, match="no embeddings for modality 'speech'"):
+        before.without_pairs("speech", "text")

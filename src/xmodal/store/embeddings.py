@@ -205,6 +205,21 @@ class ModalityEmbeddings:
         rows_a, rows_b = pair_rows(self._items(first), self._items(second))
         return {first: self.arrays[first][rows_a], second: self.arrays[second][rows_b]}, self.items[first][rows_a]
 
+    def without_pairs(self, first: str, second: str, seed: int = 0) -> ModalityEmbeddings:
+        """A copy in which no item has both ``first`` and ``second``: of the items that do, a
+        seeded half keep only their ``first`` values and the others only their ``second`` ones
+        (to fit ``first`` <-> ``second`` with no pairs of them, through other modalities)."""
+        both = self.complete_items([first, second])
+        drop_first = np.zeros(self.n_items, dtype=bool)
+        drop_first[np.random.default_rng(seed).permutation(both)[: len(both) // 2]] = True
+        dropped = {first: drop_first, second: np.isin(np.arange(self.n_items), both) & ~drop_first}
+        keep = {m: ~dropped[m][self.items[m]] if m in dropped else slice(None) for m in self.modalities}
+        return ModalityEmbeddings(
+            {m: x[keep[m]] for m, x in self.arrays.items()},
+            {m: i[keep[m]] for m, i in self.items.items()},
+            self.n_items,
+        )
+
     def first_values(self, modalities: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The first value of each modality for every item that has them all (validation)."""
         modalities = list(modalities or self.modalities)
