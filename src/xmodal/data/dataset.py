@@ -9,6 +9,9 @@ are strings, and ``vector`` values are row numbers (as strings) into the dataset
 precomputed embeddings for that modality (``vectors[modality]``). A modality's kind is
 declared, or follows the naming rule: the name itself (``image``, ``text``) or its prefix
 before a dot (``text.fr``, ``image.sketch``, ``audio.en``, ``vector.clip``).
+
+Items may carry class **labels**, by key: ``label`` (e.g. a Tux Paint stamp's folder), or
+``label.NAME`` for other label sets (``label.species``); an item may miss any of them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 KINDS = ("image", "text", "audio", "vector")
+LABEL = "label"  # the key of an item's class label; "label.NAME" keys hold other label sets
+
+
+def is_label_key(key: str) -> bool:
+    """Whether ``key`` names a label set: ``label`` or ``label.NAME``."""
+    return key == LABEL or (key.startswith(LABEL + ".") and len(key) > len(LABEL) + 1)
 
 
 def kind_by_name(modality: str) -> str | None:
@@ -33,11 +42,13 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One paired example: ``values[modality]`` holds one or more values (paths or texts)."""
+    """One paired example: ``values[modality]`` holds one or more values (paths or texts),
+    ``labels[key]`` its class label of each label set it has (``label``, ``label.NAME``)."""
 
     id: str
     split: str
     values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,22 @@ class PairedDataset:
                 f"KIND or KIND.NAME with KIND one of {', '.join(KINDS)}"
             )
         return kind
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        """Label sets held by at least one item, in first-seen order."""
+        found: dict[str, None] = {}
+        for item in self.items:
+            found.update(dict.fromkeys(item.labels))
+        return tuple(found)
+
+    def labels(self, key: str = LABEL) -> list[str | None]:
+        """The ``key`` label of each item, in item order (None for an item without one);
+        :class:`DataError` when no item has one."""
+        if key not in self.label_keys:
+            held = ", ".join(self.label_keys) or "none"
+            raise DataError(f"{self.name}: no item has a {key!r} label (label keys: {held})")
+        return [item.labels.get(key) for item in self.items]
 
     @property
     def splits(self) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ JSONL (``.jsonl``): one JSON object per line; blank lines are ignored::
 
 - ``id`` (required): a non-empty string, unique in the file.
 - ``split`` (optional, default ``"train"``): any non-empty string.
+- ``label`` (optional): the item's class label, a non-empty string (e.g. ``"animals"``);
+  ``label.NAME`` keys (``label.species``) hold other label sets. Items may miss labels.
 - Every other key is a **modality**, and every modality has a kind:
 
   ========  ============================================================================
@@ -45,10 +47,11 @@ CSV (``.csv``, UTF-8, header row required): one row per (item, value)::
     dog-1,train,images/dog1.jpg,"A brown dog, running.",
 
 - Columns: ``id`` (required), ``split`` (optional: a missing column or an empty cell means
-  ``"train"``) and modality columns, by the same rule, declarations (sidecar only) and
-  ``ignore`` list as JSONL; ``texts`` is not a CSV column.
+  ``"train"``), ``label`` and ``label.NAME`` (optional: an empty cell means no label) and
+  modality columns, by the same rule, declarations (sidecar only) and ``ignore`` list as
+  JSONL; ``texts`` is not a CSV column.
 - Rows with the same ``id`` add their text values to one item, in file order; their other
-  values (image, audio, vector) and ``split`` must agree.
+  values (image, audio, vector), labels and ``split`` must agree.
 - The ``image`` and ``text`` columns must be filled on every row (as before); an empty cell
   of any other modality column means "no value". A vector cell is a row number, or an inline
   JSON list of numbers.
@@ -70,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal.data.dataset import KINDS, DataError, Item, PairedDataset, kind_by_name
+from xmodal.data.dataset import KINDS, DataError, Item, PairedDataset, is_label_key, kind_by_name
 from xmodal.data.images import check_image
 from xmodal.data.textfiles import csv_rows, error_at, read_text
 
@@ -146,7 +149,7 @@ def _declarations(schema: _Schema, obj: Any, where: Path, line: int) -> None:
     if not isinstance(modalities, dict):
         raise error_at(where, line, f"'modalities' must be an object of name: kind, got {json.dumps(modalities)}")
     for name, spec in modalities.items():
-        if name in RESERVED or name in LEGACY_KEYS:
+        if name in RESERVED or is_label_key(name) or name in LEGACY_KEYS:
             raise error_at(where, line, f"{name!r} is not a modality name (reserved)")
         spec = {"kind": spec} if isinstance(spec, str) else spec
         if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
@@ -220,12 +223,13 @@ def _sidecar(schema: _Schema) -> bool:
 
 @dataclass
 class _Record:
-    """One validated JSONL line or CSV row: ``{modality: values}``."""
+    """One validated JSONL line or CSV row: ``{modality: values}`` and ``{label key: label}``."""
 
     line: int
     id: str
     split: str
     values: dict[str, tuple[str, ...]]
+    labels: dict[str, str]
 
 
 class _Reader:
@@ -236,12 +240,18 @@ class _Reader:
         self.path = schema.path
         self.checked: set[str] = set()  # image files already decoded
 
-    def record(self, line: int, item_id: str, split: str, raw: dict[str, Any]) -> _Record:
+    def record(self, line: int, item_id: str, split: str, raw: dict[str, Any], labels: dict[str, Any]) -> _Record:
         item_id, split = item_id.strip(), split.strip()
         if not item_id:
             raise error_at(self.path, line, "missing or empty id")
         if not split:
             raise error_at(self.path, line, f"empty split for item {item_id!r}")
+        stripped = {}
+        for key, label in labels.items():
+            if not isinstance(label, str) or not label.strip():
+                message = f"{key!r} of item {item_id!r} must be a non-empty string, got {json.dumps(label)}"
+                raise error_at(self.path, line, message)
+            stripped[key] = label.strip()
         values: dict[str, tuple[str, ...]] = {}
         for key, value in raw.items():
             modality = self.schema.modality(key, line)
@@ -249,7 +259,7 @@ class _Reader:
                 values[modality.name] = self._values(modality, value, line, item_id)
         if not any(values.values()):
             raise error_at(self.path, line, f"item {item_id!r} has no value of any modality")
-        return _Record(line, item_id, split, {m: v for m, v in values.items() if v})
+        return _Record(line, item_id, split, {m: v for m, v in values.items() if v}, stripped)
 
     def _values(self, modality: _Modality, value: Any, line: int, item_id: str) -> tuple[str, ...]:
         if modality.kind == "vector":
@@ -366,10 +376,10 @@ def _jsonl_records(schema: _Schema, has_sidecar: bool) -> Iterator[_Record]:
             raise error_at(path, line, f"'texts' must be a list of strings, got {json.dumps(obj['texts'])}")
         if "text" in obj and "text" not in schema.declared:
             _json_str(path, line, obj, "text", "")  # the first format's 'text' is one string
-        values = {k: v for k, v in obj.items() if k not in RESERVED and v is not None}
-        yield reader.record(
-            line, _json_str(path, line, obj, "id", ""), _json_str(path, line, obj, "split", DEFAULT_SPLIT), values
-        )
+        values = {k: v for k, v in obj.items() if k not in RESERVED and not is_label_key(k) and v is not None}
+        labels = {k: v for k, v in obj.items() if is_label_key(k) and k not in schema.ignore and v is not None}
+        item_id, split = _json_str(path, line, obj, "id", ""), _json_str(path, line, obj, "split", DEFAULT_SPLIT)
+        yield reader.record(line, item_id, split, values, labels)
 
 
 def _csv_records(schema: _Schema) -> Iterator[_Record]:
@@ -380,8 +390,9 @@ def _csv_records(schema: _Schema) -> Iterator[_Record]:
     names = [name.strip() for name in header]
     if "id" not in names:
         raise error_at(path, header_line, f"header must name 'id' and at least one modality, got {header}")
-    columns = {name: i for i, name in enumerate(names) if name not in RESERVED}
+    columns = {name: i for i, name in enumerate(names) if name not in RESERVED and not is_label_key(name)}
     modal = {n: i for n, i in columns.items() if schema.modality(n, header_line) is not None}
+    label_columns = {n: i for i, n in enumerate(names) if is_label_key(n) and n not in schema.ignore}
     if not modal:
         raise error_at(path, header_line, f"header must name 'id' and at least one modality, got {header}")
     for line, row in rows:
@@ -394,7 +405,8 @@ def _csv_records(schema: _Schema) -> Iterator[_Record]:
                 continue
             raw[name] = _csv_vector(cell, path, line) if schema.used[name].kind == "vector" else cell
         split = row[names.index("split")].strip() if "split" in names else ""
-        yield reader.record(line, row[names.index("id")], split or DEFAULT_SPLIT, raw)
+        labels = {n: row[i] for n, i in label_columns.items() if row[i].strip()}
+        yield reader.record(line, row[names.index("id")], split or DEFAULT_SPLIT, raw, labels)
 
 
 def _csv_vector(cell: str, path: Path, line: int) -> Any:
@@ -413,7 +425,7 @@ def _items(schema: _Schema, records: Iterator[_Record], merge_rows: bool) -> lis
     for record in records:
         seen = first.get(record.id)
         if seen is None:
-            first[record.id] = _Record(record.line, record.id, record.split, dict(record.values))
+            first[record.id] = _Record(record.line, record.id, record.split, dict(record.values), dict(record.labels))
             continue
         if not merge_rows:
             raise error_at(path, record.line, f"duplicate id {record.id!r} (first on line {seen.line})")
@@ -423,6 +435,14 @@ def _items(schema: _Schema, records: Iterator[_Record], merge_rows: bool) -> lis
                 record.line,
                 f"item {record.id!r}: split {record.split!r} differs from {seen.split!r} on line {seen.line}",
             )
+        for key, label in record.labels.items():
+            before_label = seen.labels.setdefault(key, label)
+            if label != before_label:
+                raise error_at(
+                    path,
+                    record.line,
+                    f"item {record.id!r}: {key} {label!r} differs from {before_label!r} on line {seen.line}",
+                )
         for modality, values in record.values.items():
             before = seen.values.get(modality)
             if before is None or schema.used[modality].kind == "text":
@@ -433,7 +453,7 @@ def _items(schema: _Schema, records: Iterator[_Record], merge_rows: bool) -> lis
                     record.line,
                     f"item {record.id!r}: {modality} {values[0]!r} differs from {before[0]!r} on line {seen.line}",
                 )
-    return [Item(r.id, r.split, r.values) for r in first.values()]
+    return [Item(r.id, r.split, r.values, r.labels) for r in first.values()]
 
 
 def load_manifest(path: str | Path) -> PairedDataset:
