@@ -394,6 +394,81 @@ def _evaluate_model(model: Model, part: Any, store: Any, models: Path | None) ->
     return {f"{q}->{g}/{key}": value for (q, g), metrics in result.pairs.items() for key, value in metrics.items()}
 
 
+@app.command()
+@_guard
+def classify(
+    model_file: Annotated[Path, typer.Argument(help="A model written by `xmodal fit`.")],
+    dataset: Annotated[str, typer.Argument(help="A .jsonl/.csv manifest whose items have labels.")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    label_key: Annotated[str, typer.Option("--label-key", help="The items' label set: label or label.NAME.")] = "label",
+    query_modality: Annotated[
+        Optional[str],
+        typer.Option("--query-modality", help="The modality classified (default: image, else the model's other one)."),
+    ] = None,
+    text_modality: Annotated[
+        Optional[str],
+        typer.Option(
+            "--text-modality", help="The model's modality that reads the class prompts (default: its text one)."
+        ),
+    ] = None,
+    template: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--template", help="A class prompt, {} standing for the class name (repeat to average; default: '{}')."
+        ),
+    ] = None,
+    class_names: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--class-names", help="JSON file mapping a label to a readable name or a list of names (averaged)."
+        ),
+    ] = None,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="Number of worst classes shown.")] = 5,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the results (per class, confusion) to this JSON file.")
+    ] = None,
+    results: Annotated[
+        Optional[Path],
+        typer.Option("--results", help="Markdown file whose section for this dataset, split and modality is replaced."),
+    ] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    models: ModelsOpt = None,
+) -> None:
+    """Zero-shot classification: each class's names in prompts, read by the model's text encoder,
+    matched with the split's items in the shared space; top-1/top-5 against the majority-class rate."""
+    from xmodal.bench.classify import (
+        DEFAULT_TEMPLATES,
+        WORST_COLUMNS,
+        load_class_names,
+        run_classify,
+        write_classify_results,
+    )
+    from xmodal.bench.results import write_json
+    from xmodal.data import load_dataset
+    from xmodal.store import EmbeddingStore
+
+    names = None if class_names is None else load_class_names(class_names)
+    result = run_classify(
+        _load_model(model_file, {}, None, None), load_dataset(dataset, data), EmbeddingStore(cache), split=split,
+        label_key=label_key, query_modality=query_modality, text_modality=text_modality,
+        templates=template or DEFAULT_TEMPLATES, names=names, models_dir=models,
+    )  # fmt: skip
+    wide = Console(width=max(console.width, 120))
+    wide.print(f"[bold]{escape(result.title)}[/]: accuracies and baselines in %", soft_wrap=True)
+    wide.print(_rich_table(["metric", "value"], [list(row) for row in result.rows()], ""))
+    if worst:
+        wide.print(_rich_table(list(WORST_COLUMNS), result.worst(worst), "worst classes"))
+    skipped = f"; {result.n_unlabelled} unlabelled items skipped" if result.n_unlabelled else ""
+    wide.print(f"{result.timing()}{skipped}")
+    if json_out is not None:
+        write_json(json_out, result.to_json())
+        wide.print(f"wrote {json_out}")
+    if results is not None:
+        write_classify_results(result, results, _command(), n_worst=worst)
+        wide.print(f"updated {results}")
+
+
 SourceArg = Annotated[
     str,
     typer.Argument(help="'flickr8k', a .jsonl/.csv manifest, a folder of images, or a .txt file (one text a line)."),

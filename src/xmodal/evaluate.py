@@ -1,4 +1,4 @@
-"""Retrieval metrics.
+"""Retrieval and classification metrics.
 
 Protocol (CLIP_benchmark convention):
 
@@ -12,14 +12,18 @@ Protocol (CLIP_benchmark convention):
   are the median and mean rank.
 
 Scores are consumed in row chunks of queries, so no dense score matrix is ever built.
+Classification (:func:`classification_report`) scores queries against a few classes instead
+of a gallery; its protocol is in its docstring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from xmodal.core.arrays import check_embeddings, check_int
 from xmodal.core.config import DEFAULT_METRIC
 from xmodal.retrieval.fusion import fused_scorer
 from xmodal.retrieval.similarity import Scores, default_chunk_size
@@ -125,6 +129,67 @@ def evaluate_bidirectional(
             image, text, image_labels, text_labels, prefix="i2t/", metric=metric, csls_k=csls_k, ks=ks
         ),
     }
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    """What :func:`classification_report` measured: ``metrics`` (percentages, 0..100) and
+    ``confusion[true class, predicted class]`` (query counts, int64)."""
+
+    metrics: dict[str, float]
+    confusion: np.ndarray
+
+    @property
+    def support(self) -> np.ndarray:
+        """Number of queries of each class."""
+        return self.confusion.sum(axis=1)
+
+    @property
+    def class_top1(self) -> np.ndarray:
+        """Top-1 accuracy (%) of each class's queries (its recall); NaN for a class without queries."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * np.diag(self.confusion) / self.support
+
+
+def classification_report(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int] = (1, 5)) -> ClassificationReport:
+    """Accuracy of class ``scores`` (``n_queries x n_classes``, higher = more likely) against
+    the true class index of each query (``targets``), with the baselines it must beat.
+
+    - The rank of a query is that of its true class, pessimistic on ties as for retrieval:
+      ``1 + #{other classes c : scores[i, c] >= scores[i, targets[i]]}``.
+    - ``"topK"``: % of queries ranked ``<= K``, for K in ``ks``; ``"balanced top1"``: the mean
+      over the classes that have queries of their top-1 accuracy.
+    - ``"majority topK"``: % of queries in the K most frequent classes of these queries: the
+      best a constant prediction of K classes achieves here (``"majority top1"`` is the
+      majority-class rate); ``"chance topK"``: ``100 min(K, n_classes) / n_classes``, a
+      uniform random guess.
+    - The predicted class (the ``confusion`` columns) is the true class when ranked first,
+      else the best-scoring other class, so the diagonal holds exactly the top-1 hits.
+    """
+    s = check_embeddings(scores, "scores")
+    n_queries, n_classes = s.shape
+    t = _check_labels(targets, "targets", n_queries, "queries")
+    if t.min() < 0 or t.max() >= n_classes:
+        raise ValueError(f"targets must be class indices in 0..{n_classes - 1}, got {t.min()}..{t.max()}")
+    for k in ks:
+        check_int(k, "ks", minimum=1)
+    rows = np.arange(n_queries)
+    true = s[rows, t]
+    others = s.copy()
+    others[rows, t] = -np.inf
+    rank = 1 + (others >= true[:, None]).sum(axis=1)
+    predicted = np.where(rank == 1, t, others.argmax(axis=1))
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (t, predicted), 1)
+    support = np.bincount(t, minlength=n_classes)
+    present = support > 0
+    largest = np.sort(support)[::-1]
+    metrics = {f"top{k}": 100.0 * int(np.count_nonzero(rank <= k)) / n_queries for k in ks}
+    metrics["balanced top1"] = 100.0 * float(np.mean(np.diag(confusion)[present] / support[present]))
+    for k in ks:
+        metrics[f"majority top{k}"] = 100.0 * int(largest[:k].sum()) / n_queries
+        metrics[f"chance top{k}"] = 100.0 * min(k, n_classes) / n_classes
+    return ClassificationReport(metrics, confusion)
 
 
 def _check_labels(labels: np.ndarray, name: str, expected: int, what: str) -> np.ndarray:

@@ -4,6 +4,7 @@ scorers and exact top-k search. Evaluation and the search index use the same cod
 from xmodal.retrieval.fusion import SumScorer, check_fusion, fuse_mean, fused_scorer
 from xmodal.retrieval.similarity import SIMILARITIES, Scorer, Scores, pairwise
 from xmodal.retrieval.topk import search, topk
+from xmodal.retrieval.zeroshot import class_prototypes, zero_shot_scores
 
 __all__ = [
     "SIMILARITIES",
@@ -11,9 +12,11 @@ __all__ = [
     "Scores",
     "SumScorer",
     "check_fusion",
+    "class_prototypes",
     "fuse_mean",
     "fused_scorer",
     "pairwise",
     "search",
     "topk",
+    "zero_shot_scores",
 ]
