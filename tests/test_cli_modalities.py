@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from math import comb
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,30 @@ def test_bench_auto_adds_cross_validated_columns(trilingual, cache_dir, tmp_path
     assert (preset["aligner"], tuned["aligner"]) == ("lstsq-t2i", "lstsq-t2i (auto)")
     assert len(tuned["pairs"]) == len(preset["pairs"]) == 6
     assert "| lstsq-t2i | lstsq-t2i (auto) |" in (tmp_path / "R.md").read_text()
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_pivot_alignment_of_two_modalities_never_seen_together(trilingual, cache_dir, tmp_path, xmodal):
+    """German and English captions share no train item (--no-pairs): the per-pair aligner has
+    nothing to fit for them; the pivot aligner retrieves one from the other through the images."""
+    results, json_dir = tmp_path / "RESULTS.md", tmp_path / "json"
+    ran = xmodal(
+        "bench", trilingual, "--no-pairs", "text.de:text.en", "--aligner", "procrustes-t2i", "--aligner",
+        "pivot-image", "--cache", cache_dir, "--results", results, "--json-dir", json_dir,
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    written = json.loads(next(json_dir.glob("three-test_*no-text.de-text.en.json")).read_text())
+    procrustes, pivot = ({(p["query"], p["gallery"]): p for p in r["pairs"]} for r in written["results"])
+    assert ("text.de", "text.en") not in procrustes and ("text.de", "image") in procrustes
+    assert written["chance_R@10"]["text.de -> text.en"] == pytest.approx(100 * (1 - comb(38, 10) / comb(40, 10)))
+    assert pivot[("text.de", "text.en")]["R@1"] > 20  # 2 relevant captions of 40: chance R@1 is 5 %
+    assert "trained with no text.de–text.en pairs" in results.read_text()
+    fitted = xmodal("fit", trilingual, "--aligner", "pivot-image", "--out", tmp_path / "p.npz", "--cache", cache_dir)
+    assert fitted.exit_code == 0, fitted.output
+    evaluated = xmodal("eval", trilingual, "--model", tmp_path / "p.npz", "--cache", cache_dir, "--json")
+    assert "text.de->text.en/R@10" in json.loads(evaluated.stdout)
+    bad = xmodal("bench", trilingual, "--no-pairs", "text.de", "--cache", cache_dir)
+    assert bad.exit_code == 2 and "--no-pairs takes two modalities as A:B" in said(bad)
+    unknown = xmodal("bench", trilingual, "--no-pairs", "text.de:audio.fr", "--cache", cache_dir)
+    assert unknown.exit_code == 2 and "unpaired modalities must be two of" in said(unknown)

@@ -218,3 +218,20 @@ def test_evaluate_bidirectional_directions_match_evaluate_retrieval():
     t2i = evaluate_retrieval(text, image, text_labels, image_labels, metric="dot", csls_k=2)
     i2t = evaluate_retrieval(image, text, image_labels, text_labels, metric="dot", csls_k=2)
     assert m == {f"t2i/{k}": v for k, v in t2i.items()} | {f"i2t/{k}": v for k, v in i2t.items()}
+
+
+def test_chance_recall_matches_a_random_ranking():
+    from xmodal.evaluate import chance_recall
+
+    gallery = np.repeat(np.arange(50), [5] + [1] * 49)  # item 0 has 5 rows, the others one
+    queries = np.arange(50)
+    exact = 100 * np.mean([1 - np.prod([(54 - 5 - i) / (54 - i) for i in range(10)])] + [10 / 54] * 49)
+    assert chance_recall(queries, gallery, 10) == pytest.approx(exact)
+    rng = np.random.default_rng(0)
+    simulated = np.mean(
+        [recall_metrics(ranks(rng.random((50, 54)), queries, gallery), [10])["R@10"] for _ in range(400)]
+    )
+    assert abs(simulated - exact) < 1.0
+    assert chance_recall(queries, gallery, 60) == 100.0  # k beyond the gallery finds everything
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        chance_recall(queries, gallery, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 import sys
 import time
@@ -712,6 +713,15 @@ def bench(
             "learn from (e.g. efficientnet-lite0-mirror; repeat).",
         ),
     ] = None,
+    no_pairs: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--no-pairs",
+            help="A:B, two modalities never seen together in training (of the train items with both, half lose "
+            "A, half B), aligned only through the others: pivot-image or a head (repeat).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --no-pairs' choice of items.")] = 0,
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
@@ -732,11 +742,12 @@ def bench(
     if dataset == "flickr8k-multi30k":
         _bench_multi30k(given, aligner, fusions, csls_k, limit, data, cache, models, backend, results, json_dir)
         return
+    unpaired = tuple(_modality_pair(value) for value in no_pairs or ())
     loaded = load_dataset(dataset, data)
     encoders, skipped = choose_encoders(loaded, given, modality)
     _note_skipped(skipped)
     options: dict[str, Any] = {"cache_dir": cache, "models_dir": models, "backend": backend, "limit": limit}
-    if set(encoders) == {"text", "image"}:
+    if set(encoders) == {"text", "image"} and not unpaired:
         from xmodal.bench.pairs import run_pairs, write_results
 
         result = run_pairs(
@@ -757,16 +768,23 @@ def bench(
         matrix = run_matrix(
             loaded, encoders, aligners=aligner or ["cca-128-weighted", "head-linear"], csls_k=csls_k,
             fusions=fusions, fuse_to=fuse_to or (images[0] if images else None), eval_split=eval_split, auto=auto,
-            **options,
+            unpaired=unpaired, seed=seed, **options,
         )  # fmt: skip
         Console(width=max(console.width, 150)).print(_rich_table(*matrix.table(), f"{matrix.title}: R@1/R@5/R@10"))
         console.print(matrix.timing(), soft_wrap=True)
-        json_path = json_dir / (
-            "_".join([f"{loaded.name}-{eval_split}", *(f"{m}-{e}" for m, e in encoders.items())]).replace("+", "-")
-            + ".json"
-        )
+        parts = [f"{loaded.name}-{eval_split}", *(f"{m}-{e}" for m, e in encoders.items())]
+        parts += [f"no-{a}-{b}" for a, b in unpaired]
+        json_path = json_dir / (re.sub(r"[^\w.@,=\[\]-]", "-", "_".join(parts)) + ".json")
         write_matrix_results(matrix, json_path, results, _command())
     console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
+
+
+def _modality_pair(value: str) -> tuple[str, str]:
+    """``A:B`` as ``(A, B)``; a clear error otherwise."""
+    first, colon, second = value.partition(":")
+    if not colon or not first or not second or ":" in second:
+        raise ValueError(f"--no-pairs takes two modalities as A:B (e.g. audio.fr:text.en), got {value!r}")
+    return first, second
 
 
 def _bench_multi30k(

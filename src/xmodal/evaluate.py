@@ -199,3 +199,24 @@ def _check_labels(labels: np.ndarray, name: str, expected: int, what: str) -> np
     if arr.shape[0] != expected:
         raise ValueError(f"{name} has {arr.shape[0]} entries but there are {expected} {what}")
     return arr
+
+
+def chance_recall(query_labels: np.ndarray, gallery_labels: np.ndarray, k: int) -> float:
+    """Expected R@``k`` (%) of a uniformly random ranking of the gallery: the mean over queries
+    of ``1 - C(n - r, k) / C(n, k)``, for a gallery of ``n`` rows of which ``r`` are relevant
+    (share the query's label)."""
+    q_labels = np.asarray(query_labels)
+    g_labels = np.asarray(gallery_labels)
+    if q_labels.ndim != 1 or g_labels.ndim != 1 or not len(q_labels) or not len(g_labels):
+        raise ValueError(f"labels must be non-empty 1-D arrays, got shapes {q_labels.shape} and {g_labels.shape}")
+    k = check_int(k, "k", minimum=1)
+    values, counts = np.unique(g_labels, return_counts=True)
+    found = np.searchsorted(values, q_labels)
+    relevant = np.where(
+        values[np.minimum(found, len(values) - 1)] == q_labels, counts[np.minimum(found, len(values) - 1)], 0
+    )
+    n = len(g_labels)
+    missed = np.ones(len(q_labels))
+    for i in range(min(k, n)):  # P(no relevant row among the first k) = prod (n - r - i) / (n - i)
+        missed *= np.clip(n - relevant - i, 0, None) / (n - i)
+    return float(100.0 * np.mean(1.0 - missed))

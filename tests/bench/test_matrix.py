@@ -60,3 +60,46 @@ def test_score_fusion_across_pair_spaces_averages_independent_noise():
     alone = [result.pairs[(m, "image")]["R@1"] for m in to_image]
     assert max(alone) < 70
     assert result.fused[(("text.en", "text.fr"), "image", "score")]["R@1"] > max(alone) + 15
+
+
+def test_unpaired_modalities_are_aligned_only_through_the_pivot(tmp_path):
+    """Speech and text share no train item; the pivot aligner still retrieves one from the
+    other through images, and the pairwise aligner has nothing to fit for that pair."""
+    import json
+
+    from xmodal.bench.matrix import run_matrix
+    from xmodal.data import load_manifest
+
+    rng = np.random.default_rng(0)
+    n, d = 160, 8
+    maps = {"vector.audio": rng.normal(size=(d, 10)), "vector.text": rng.normal(size=(d, 12))}
+    image = rng.normal(size=(n, d))
+    lines = [json.dumps({"xmodal": "manifest", "modalities": {"image": "vector"}})]
+    for i in range(n):
+        item = {"id": str(i), "split": "test" if i >= 120 else "train", "image": image[i].round(4).tolist()}
+        item |= {m: (image[i] @ w).round(4).tolist() for m, w in maps.items()}
+        lines.append(json.dumps(item))
+    manifest = tmp_path / "planted.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    bench = run_matrix(
+        load_manifest(manifest),
+        {"image": "vector", "vector.audio": "vector", "vector.text": "vector"},
+        aligners=["lstsq-t2i", "pivot-image"],
+        csls_k=0,
+        fuse_to="image",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        unpaired=(("vector.audio", "vector.text"),),
+    )
+    pairwise, pivot = bench.results
+    assert ("vector.audio", "vector.text") not in pairwise.pairs  # no pairs to fit it on
+    assert pairwise.pairs[("vector.audio", "image")]["R@1"] > 90
+    assert pivot.pairs[("vector.audio", "vector.text")]["R@1"] > 80  # unit rows: not exactly linear
+    assert pivot.pairs[("vector.text", "vector.audio")]["R@1"] > 80
+    assert "trained with no vector.audio–vector.text pairs" in bench.title
+    columns, rows = bench.table()
+    assert columns[:2] == ["query -> gallery", "chance R@10"]
+    chance = {row[0]: float(row[1]) for row in rows}
+    assert chance["vector.audio -> vector.text"] == 25.0  # 10 of 40 test items
+    assert rows[[r[0] for r in rows].index("vector.audio -> vector.text")][2] == "–"
+    assert "fit" in bench.timing() and "eval" in bench.timing()

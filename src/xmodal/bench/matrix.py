@@ -12,7 +12,12 @@ Protocol (:func:`run_matrix`), each modality embedded by its own encoder:
 For a pair ``q -> g`` the test items that have both modalities take part: every value of
 ``q`` is a query and every value of ``g`` is in the gallery; relevance is the item. A fused
 query combines several modalities of one item (slot ``j`` takes the j-th value of each) and
-searches the gallery of ``fuse_to``; its items are those with all of them.
+searches the gallery of ``fuse_to``; its items are those with all of them. Each row's chance
+level is the R@10 a random ranking of its gallery reaches.
+
+``unpaired`` pairs of modalities are never seen together in training (of the train items with
+both, half lose one and half the other): closed-form aligners of two modalities cannot fit such a
+pair, and N-modality ones (:class:`~xmodal.align.PivotAligner`, heads) align it through the others.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from xmodal.align.presets import make_aligner
 from xmodal.bench.results import machine_description, markdown_table, replace_section, stamp, write_json
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC, FUSIONS
 from xmodal.data import PairedDataset
-from xmodal.evaluate import evaluate_retrieval, ranks, recall_metrics
+from xmodal.evaluate import chance_recall, evaluate_retrieval, ranks, recall_metrics
 from xmodal.model.fitting import TrainingSet
 from xmodal.model.selection import GRIDS, cross_validate
 from xmodal.retrieval import Scorer, SumScorer
@@ -47,6 +52,7 @@ class MatrixResult:
     aligner: str
     fit_seconds: float
     n_items: int
+    eval_seconds: float = 0.0
     pairs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     fused: dict[tuple[tuple[str, ...], str, str], dict[str, float]] = field(default_factory=dict)
 
@@ -62,6 +68,7 @@ class MatrixResult:
         return {
             "aligner": self.aligner,
             "fit_seconds": self.fit_seconds,
+            "eval_seconds": self.eval_seconds,
             "n_items": self.n_items,
             "pairs": [{"query": q, "gallery": g, **m} for (q, g), m in self.pairs.items()],
             "fused": [{"queries": list(c), "gallery": g, "fusion": f, **m} for (c, g, f), m in self.fused.items()],
@@ -184,6 +191,8 @@ class MatrixBench:
     eval_split: str
     n_eval_items: int
     limit: int | None = None
+    unpaired: tuple[tuple[str, str], ...] = ()
+    chance: dict[str, float] = field(default_factory=dict)  # chance R@10 of each row
     results: list[MatrixResult] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[str, int] = field(default_factory=dict)
@@ -193,24 +202,27 @@ class MatrixBench:
         size = f"first {self.limit} items of {self.eval_split} (smoke run)" if self.limit else self.eval_split
         csls = f", CSLS k={self.csls_k}" if self.csls_k else ""
         encoders = ", ".join(f"{m} {e}" for m, e in self.encoders.items())
-        return f"{self.dataset} {size} ({self.n_eval_items} items) — {encoders}{csls}"
+        unpaired = ", ".join(f"{a}–{b}" for a, b in self.unpaired)
+        trained = f", trained with no {unpaired} pairs" if unpaired else ""
+        return f"{self.dataset} {size} ({self.n_eval_items} items) — {encoders}{csls}{trained}"
 
     def table(self) -> Table:
-        """One row per ordered pair, then per fused query; one R@1/R@5/R@10 column per aligner."""
-        columns = ["query -> gallery", *(r.aligner for r in self.results)]
+        """One row per ordered pair, then per fused query: its chance R@10, then one
+        R@1/R@5/R@10 column per aligner."""
+        columns = ["query -> gallery", "chance R@10", *(r.aligner for r in self.results)]
         pairs = list(dict.fromkeys(p for r in self.results for p in r.pairs))
-        rows = [[f"{q} -> {g}", *(r.cell(q, g) for r in self.results)] for q, g in pairs]
+        labels = {f"{q} -> {g}": [r.cell(q, g) for r in self.results] for q, g in pairs}
         fused = list(dict.fromkeys(f for r in self.results for f in r.fused))
         for combo, gallery, fusion in fused:
             cells = [_cell(r.fused.get((combo, gallery, fusion))) for r in self.results]
-            rows.append([f"{'+'.join(combo)} -> {gallery} (fused: {fusion})", *cells])
-        return columns, rows
+            labels[f"{'+'.join(combo)} -> {gallery} (fused: {fusion})"] = cells
+        return columns, [[label, f"{self.chance[label.partition(' (')[0]]:.1f}", *c] for label, c in labels.items()]
 
     def timing(self) -> str:
-        fits = ", ".join(f"{r.aligner} {r.fit_seconds:.1f} s" for r in self.results)
+        runs = ", ".join(f"{r.aligner} fit {r.fit_seconds:.1f} s + eval {r.eval_seconds:.1f} s" for r in self.results)
         return (
             f"encode {self.seconds['encode']:.1f} s (cache hits {self.cache['hits']}, misses {self.cache['misses']}), "
-            f"fit {fits}; total {self.seconds['total']:.1f} s"
+            f"{runs}; total {self.seconds['total']:.1f} s"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -218,6 +230,8 @@ class MatrixBench:
             "benchmark": self.title,
             "encoders": self.encoders,
             "csls_k": self.csls_k,
+            "unpaired": [list(pair) for pair in self.unpaired],
+            "chance_R@10": self.chance,
             "machine": machine_description(),
             "seconds": self.seconds,
             "cache": self.cache,
@@ -242,15 +256,21 @@ def run_matrix(
     backend: str = DEFAULT_BACKEND,
     progress: bool = True,
     auto: bool = False,
+    unpaired: tuple[tuple[str, str], ...] = (),
+    seed: int = 0,
 ) -> MatrixBench:
     """Fit and evaluate each named aligner on the modalities of ``encoders`` (see the module
     docstring); with ``auto``, each closed-form one also as ``NAME (auto)``: its regularisation
-    chosen per pair by cross-validation on the train pairs (:func:`~xmodal.model.selection.cross_validate`)."""
+    chosen per pair by cross-validation on the train pairs (:func:`~xmodal.model.selection.cross_validate`);
+    ``unpaired`` pairs of modalities share no train item (``seed`` chooses which loses which)."""
     modalities = tuple(encoders)
     if len(modalities) < 2:
         raise ValueError(f"{dataset.name}: a benchmark needs two or more modalities, got {list(modalities)}")
     if fuse_to is not None and fuse_to not in modalities:
         raise ValueError(f"fused queries search {fuse_to!r}, which is not among {', '.join(modalities)}")
+    for pair in unpaired:
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(modalities):
+            raise ValueError(f"unpaired modalities must be two of {', '.join(modalities)}, got {list(pair)}")
     for split in (train_split, eval_split):
         dataset.split(split)  # an unknown split fails before any encoding
     factories = {name: make_aligner(name) for name in aligners}  # unknown names fail early too
@@ -258,11 +278,15 @@ def run_matrix(
     started = time.perf_counter()
     options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
     train = embed_modalities(dataset.split(train_split).subset(limit), store, encoders, **options)
+    for first, second in unpaired:
+        train = train.without_pairs(first, second, seed)
     test = embed_modalities(dataset.split(eval_split).subset(limit), store, encoders, **options)
     dev = None
     if any(a.iterative for a in factories.values()) and dev_split in dataset.splits:
         dev = embed_modalities(dataset.split(dev_split).subset(limit), store, encoders, **options)
-    bench = MatrixBench(dataset.name, dict(encoders), csls_k, fusions, fuse_to, eval_split, test.n_items, limit)
+    bench = MatrixBench(
+        dataset.name, dict(encoders), csls_k, fusions, fuse_to, eval_split, test.n_items, limit, tuple(unpaired)
+    )
     bench.seconds["encode"] = time.perf_counter() - started
     bench.cache = {"hits": store.hits, "misses": store.misses}
     runs = [(name, False) for name in factories]
@@ -275,28 +299,50 @@ def run_matrix(
             for first, second in itertools.combinations(modalities, 2):
                 pair_aligner = make_aligner(name, pair=(first, second))
                 embeddings, groups = train.pairs(first, second)
-                if not pair_aligner.accepts({m: x.shape[1] for m, x in embeddings.items()}):
-                    continue  # e.g. identity across encoders that do not share a space
+                if not len(groups) or not pair_aligner.accepts({m: x.shape[1] for m, x in embeddings.items()}):
+                    continue  # no train pairs; or identity across encoders that do not share a space
                 fit_started = time.perf_counter()
                 if tuned:
                     cross_validate(pair_aligner, embeddings, groups)
                 pair_aligner.fit(embeddings, groups=groups)
-                result.fit_seconds += time.perf_counter() - fit_started
+                eval_started = time.perf_counter()
+                result.fit_seconds += eval_started - fit_started
                 evaluate_pairs(pair_aligner, test, result, csls_k=csls_k)
+                result.eval_seconds += time.perf_counter() - eval_started
                 if fuse_to in (first, second):
                     to_gallery[second if first == fuse_to else first] = pair_aligner
+            eval_started = time.perf_counter()
             if fuse_to is not None and len(to_gallery) > 1 and "score" in fusions:
                 evaluate_fused_across(to_gallery, test, result, gallery=fuse_to, csls_k=csls_k)
+            result.eval_seconds += time.perf_counter() - eval_started
         else:
             fit_started = time.perf_counter()
             TrainingSet.from_modalities(train, dev).fit(aligner)
-            result.fit_seconds = time.perf_counter() - fit_started
+            eval_started = time.perf_counter()
+            result.fit_seconds = eval_started - fit_started
             evaluate_pairs(aligner, test, result, csls_k=csls_k)
             if fuse_to is not None and len(modalities) > 2:
                 evaluate_fused(aligner, test, result, gallery=fuse_to, csls_k=csls_k, fusions=fusions)
+            result.eval_seconds = time.perf_counter() - eval_started
         bench.results.append(result)
+    bench.chance = _chance_levels(test, bench.results)
     bench.seconds["total"] = time.perf_counter() - started
     return bench
+
+
+def _chance_levels(test: ModalityEmbeddings, results: list[MatrixResult]) -> dict[str, float]:
+    """Chance R@10 (%) of every ordered pair and fused query of ``results``, by row label."""
+    chance = {}
+    for q, g in dict.fromkeys(p for r in results for p in r.pairs):
+        items = test.complete_items([q, g])
+        rows = {m: np.isin(test.items[m], items) for m in (q, g)}
+        chance[f"{q} -> {g}"] = chance_recall(test.items[q][rows[q]], test.items[g][rows[g]], KS[-1])
+    for combo, gallery, _ in dict.fromkeys(f for r in results for f in r.fused):
+        items = test.complete_items([*combo, gallery])
+        item_of_row, _ = test.slot_rows(combo, items)
+        gallery_items = test.items[gallery][np.isin(test.items[gallery], items)]
+        chance[f"{'+'.join(combo)} -> {gallery}"] = chance_recall(item_of_row, gallery_items, KS[-1])
+    return chance
 
 
 def write_matrix_results(bench: MatrixBench, json_path: Path, markdown_path: Path, command: str) -> None:
