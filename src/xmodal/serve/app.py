@@ -1,12 +1,14 @@
 """FastAPI app over one index (a :class:`~xmodal.search.Searcher`): text and file (image,
-audio, vector) search in any modality of the index's model, item metadata, thumbnails, a
-static page.
+audio, vector) search in any modality of the index's model, item metadata, thumbnails of
+image galleries, the clips of audio galleries, a static page.
 
 Every error is JSON ``{"detail": "<message>"}`` with a 4xx status: 400 for a query the index
-refuses (empty text, ``k`` out of range, an upload that is not a readable image), 401 without
-the bearer token when one is set, 404 for an unknown item, 413 for a body over
-:data:`MAX_UPLOAD_BYTES` (whatever its transfer encoding) or an image over :data:`MAX_PIXELS`
-(read from its header, before decoding), 414 for a query string over :data:`MAX_QUERY_BYTES`,
+refuses (empty text, ``k`` out of range, an empty upload, one that is not a readable image or
+WAV/OGG/FLAC/MP3 clip, a silent clip, a modality the route does not take), 401 without the
+bearer token when one is set, 404 for an unknown item (or one without the file asked for),
+413 for a body over :data:`MAX_UPLOAD_BYTES` (whatever its transfer encoding), an image over
+:data:`MAX_PIXELS` or a clip over :data:`MAX_AUDIO_SECONDS` (both read from the file's header,
+before decoding), 414 for a query string over :data:`MAX_QUERY_BYTES`,
 422 for a malformed request, 400 for a Host header not in the allow-list (loopback names by
 default: a page on another site cannot reach a loopback service through DNS rebinding).
 Paths in responses are relative to the gallery's common folder: the server's layout is not
@@ -18,13 +20,16 @@ from __future__ import annotations
 import functools
 import hmac
 import os
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import soundfile
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -39,7 +44,10 @@ from xmodal.search import Hit, IndexItem, Searcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000  # an uploaded image larger than this is refused from its header
+MAX_AUDIO_SECONDS = 30.0  # an uploaded clip longer than this is refused from its header
 MAX_QUERY_BYTES = 4096
+AUDIO_TYPES = {"WAV": "audio/wav", "WAVEX": "audio/wav", "OGG": "audio/ogg", "FLAC": "audio/flac", "MP3": "audio/mpeg"}
+OTHER_AUDIO_TYPE = "application/octet-stream"  # a gallery clip in another format libsndfile reads
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 THUMBNAIL_PIXELS = 256
 STATIC = Path(__file__).parent / "static"
@@ -54,10 +62,10 @@ class ErrorResponse(BaseModel):
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented error responses of a route: every one a JSON ``{"detail": message}``."""
     meaning = {
-        400: "a query the index refuses, or a Host header not served",
+        400: "a query the index refuses (e.g. an unreadable, empty or silent upload), or a Host header not served",
         401: "no bearer token, or a wrong one (when the service has one)",
-        404: "an unknown item",
-        413: "a body over 10 MB, or an image over the pixel limit",
+        404: "an unknown item, or one without the file asked for",
+        413: f"a body over 10 MB, an image over the pixel limit, or audio over {MAX_AUDIO_SECONDS:g} s",
         414: "a query string over 4 KB",
         422: "a malformed request: a missing or mistyped parameter",
     }
@@ -71,6 +79,7 @@ class Result(BaseModel):
     path: str | None
     captions: list[str]
     thumbnail: str | None  # URL of the thumbnail route, for image galleries
+    media: str | None  # URL of the media route, for audio galleries
 
 
 class SearchResponse(BaseModel):
@@ -145,8 +154,9 @@ def _json(status: int, detail: str) -> JSONResponse:
 
 
 def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, token: str | None = None) -> FastAPI:
-    """The service for ``index``: ``/search``, ``/search/image``, ``/items/{id}``,
-    ``/thumbnails/{id}``, ``/health``, the page at ``/`` and OpenAPI docs at ``/docs``.
+    """The service for ``index``: ``/search``, ``/search/image``, ``/search/audio``,
+    ``/items/{id}``, ``/thumbnails/{id}``, ``/media/{id}``, ``/health``, the page at ``/`` and
+    OpenAPI docs at ``/docs``.
 
     ``allowed_hosts`` are the Host header values served (``*`` for any); ``token``, when set,
     is the bearer token every API route requires (``Authorization: Bearer TOKEN``)."""
@@ -177,13 +187,20 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
 
     def result(hit: Hit) -> Result:
         fields = {**hit.to_dict(), "path": shown(hit.path)}
-        return Result(**fields, thumbnail=_thumbnail_url(index, hit.id))
+        return Result(**fields, thumbnail=_thumbnail_url(index, hit.id), media=_media_url(index, hit.id))
 
     def k_parameter() -> Any:
         return Query(
             10,
             description="Number of results, 1 to the gallery size.",
             json_schema_extra={"minimum": 1, "maximum": len(index)},  # checked by the searcher (400)
+        )
+
+    def item_id_parameter() -> Any:
+        longest = max((len(item.id) for item in index.items), default=0)
+        return PathParameter(
+            description=f"An item's id, as in the results (at most {longest} characters: the index's longest).",
+            json_schema_extra={"maxLength": longest},  # a longer one is unknown (404)
         )
 
     def modality_parameter(kinds: tuple[str, ...], default: str) -> Any:
@@ -197,9 +214,48 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
     def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
         try:
             hits = index.search(k=k, **kwargs)
-        except ValueError as error:  # bad k, empty text, unreadable image (DataError)
+        except ValueError as error:  # bad k, empty text, unreadable image (DataError) or audio (EncoderError)
             raise HTTPException(400, str(error)) from None
         return SearchResponse(query=query, k=k, results=[result(h) for h in hits])
+
+    def default_modality(kind: str) -> str:
+        """The model's modality of ``kind`` that a file query takes when none is named: the
+        one called ``kind``, else the only one; 400 when there is none, or several."""
+        names = [m for m, e in index.encoders.items() if e.modality == kind]
+        if kind in names:
+            return kind
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise HTTPException(400, f"the model has no {kind} modality; it has {', '.join(index.encoders)}")
+        raise HTTPException(400, f"the model has several {kind} modalities ({', '.join(names)}): name one in modality")
+
+    async def search_upload(upload: UploadFile, k: int, modality: str, kinds: tuple[str, ...]) -> SearchResponse:
+        """Search by an uploaded file of ``modality`` (one of ``kinds``): written to a temporary
+        file (deleted after), its header checked, encoded; errors name the upload, never the
+        temporary file."""
+        encoder = index.encoders.get(modality)
+        if encoder is None:
+            raise HTTPException(400, f"the model has no modality {modality!r}; it has {', '.join(index.encoders)}")
+        if encoder.modality not in kinds:
+            if encoder.modality == "text":
+                raise HTTPException(400, f"{modality!r} takes text queries: send them to /search")
+            raise HTTPException(400, f"{modality!r} takes {encoder.modality} files: send them to /search/image")
+        name = upload.filename or "upload"
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB")
+        if not data:
+            raise HTTPException(400, f"upload {name!r} is empty")
+        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as file:
+            file.write(data)
+            file.flush()
+            try:
+                if encoder.modality in HEADER_CHECKS:
+                    HEADER_CHECKS[encoder.modality](file.name)
+                return await run_in_threadpool(run_search, name, k, queries={modality: file.name})
+            except HTTPException as error:
+                raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -239,31 +295,24 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
     ) -> SearchResponse:
         """The ``k`` gallery items closest to an uploaded file: an image, or with ``modality`` a
         file of any file modality of the model (audio, a vector in ``.npy``)."""
-        data = await image.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"the upload is over {MAX_UPLOAD_BYTES // 2**20} MB")
-        name = image.filename or "upload"
-        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as file:
-            file.write(data)
-            file.flush()
-            encoder = index.encoders.get(modality or "image")
-            if encoder is not None and encoder.modality == "text":
-                raise HTTPException(400, f"{modality!r} takes text queries: send them to /search")
-            if encoder is None or encoder.modality == "image":
-                try:
-                    check_pixels(file.name, MAX_PIXELS)
-                except DataError as error:
-                    status = 413 if "pixels" in str(error) else 400
-                    raise HTTPException(status, str(error).replace(file.name, f"upload {name!r}")) from None
-            try:
-                if modality is None:
-                    return await run_in_threadpool(run_search, name, k, image=file.name)
-                return await run_in_threadpool(run_search, name, k, queries={modality: file.name})
-            except HTTPException as error:  # name the upload, not the temporary file
-                raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
+        return await search_upload(image, k, modality or default_modality("image"), ("image", "audio", "vector"))
+
+    @app.post("/search/audio", responses=_errors(400, 401, 413, 414, 422))
+    async def search_audio(
+        audio: Annotated[
+            UploadFile,
+            File(description=f"A clip: WAV, OGG, FLAC or MP3, at most 10 MB and {MAX_AUDIO_SECONDS:g} s."),
+        ],
+        k: int = k_parameter(),
+        modality: str | None = modality_parameter(("audio",), "the model's audio modality"),
+    ) -> SearchResponse:
+        """The ``k`` gallery items closest to an uploaded clip (e.g. speech). A clip over
+        30 s (read from its header, before decoding) is refused with 413; an empty, silent or
+        unreadable one with 400."""
+        return await search_upload(audio, k, modality or default_modality("audio"), ("audio",))
 
     @app.get("/items/{item_id:path}", responses=_errors(400, 401, 404, 414))
-    def item(item_id: str) -> ItemResponse:
+    def item(item_id: str = item_id_parameter()) -> ItemResponse:
         """An item's metadata: path and captions."""
         found = _item(index, item_id)
         return ItemResponse(
@@ -277,7 +326,7 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         "/thumbnails/{item_id:path}",
         responses={200: {"content": {"image/jpeg": {}}}, **_errors(400, 401, 404, 414)},
     )
-    def thumbnail(item_id: str) -> Response:
+    def thumbnail(item_id: str = item_id_parameter()) -> Response:
         """A JPEG thumbnail (at most 256 px a side) of an item's image."""
         found = _item(index, item_id)
         if not found.path:
@@ -287,6 +336,27 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         except ValueError as error:
             raise HTTPException(404, str(error)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get(
+        "/media/{item_id:path}",
+        responses={
+            200: {"content": {t: {} for t in (*AUDIO_TYPES.values(), OTHER_AUDIO_TYPE)}},
+            **_errors(400, 401, 404, 414),
+        },
+    )
+    def media(item_id: str = item_id_parameter()) -> Response:
+        """The clip of an item of an audio gallery, for playback (byte ranges served)."""
+        found = _item(index, item_id)
+        if index.storage.gallery_kind != "audio" or not found.path:
+            raise HTTPException(404, f"item {item_id!r} has no audio (the gallery holds {index.storage.gallery_kind})")
+        try:
+            status = os.stat(found.path)
+            if not stat.S_ISREG(status.st_mode):  # a FIFO or a device would block or never end
+                raise HTTPException(404, f"the audio of item {item_id!r} is not a regular file")
+            kind = AUDIO_TYPES.get(soundfile.info(found.path).format, OTHER_AUDIO_TYPE)
+        except (OSError, RuntimeError):  # the file is gone, unreadable, or not audio (LibsndfileError)
+            raise HTTPException(404, f"the audio of item {item_id!r} cannot be read") from None
+        return FileResponse(found.path, media_type=kind, stat_result=status, headers={"Cache-Control": "max-age=3600"})
 
     return app
 
@@ -309,6 +379,39 @@ def _item(index: Searcher, item_id: str) -> IndexItem:
 
 def _thumbnail_url(index: Searcher, item_id: str) -> str | None:
     return f"/thumbnails/{quote(item_id, safe='')}" if index.storage.gallery_kind == "image" else None
+
+
+def _media_url(index: Searcher, item_id: str) -> str | None:
+    return f"/media/{quote(item_id, safe='')}" if index.storage.gallery_kind == "audio" else None
+
+
+def _check_image(path: str) -> None:
+    """Refuse an unreadable image (400) or one over :data:`MAX_PIXELS` (413), from its header."""
+    try:
+        check_pixels(path, MAX_PIXELS)
+    except DataError as error:
+        raise HTTPException(413 if "pixels" in str(error) else 400, str(error)) from None
+
+
+def _check_audio(path: str) -> None:
+    """Refuse anything but a WAV, OGG, FLAC or MP3 clip holding samples (400), or a clip over
+    :data:`MAX_AUDIO_SECONDS` (413), from its header (soundfile decodes no more frames than
+    the header counts)."""
+    formats = "send a WAV, OGG, FLAC or MP3 clip"
+    try:
+        info = soundfile.info(path)
+    except soundfile.LibsndfileError as error:
+        reason = error.error_string.rstrip(".")
+        raise HTTPException(400, f"cannot read audio {path}: {reason[:1].lower()}{reason[1:]}; {formats}") from None
+    if info.format not in AUDIO_TYPES:
+        raise HTTPException(400, f"cannot read audio {path}: {info.format_info} is not taken; {formats}")
+    if info.frames <= 0:
+        raise HTTPException(400, f"{path}: no audio samples (an empty or truncated clip)")
+    if info.duration > MAX_AUDIO_SECONDS:
+        raise HTTPException(413, f"{path}: {info.duration:.1f} s of audio, over the limit of {MAX_AUDIO_SECONDS:g} s")
+
+
+HEADER_CHECKS = {"image": _check_image, "audio": _check_audio}  # by encoder kind, before decoding an upload
 
 
 @functools.lru_cache(maxsize=2048)

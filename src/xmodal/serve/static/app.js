@@ -1,6 +1,8 @@
-// The search page: text queries, image queries (drop or pick a file), results grid, captions panel.
+// The search page: text queries, image and audio queries (drop or pick a file), results grid
+// (thumbnails, or players for an audio gallery), captions panel.
 const $ = (id) => document.getElementById(id);
 const results = $("results"), details = $("details"), status = $("status");
+let galleryItems = Infinity; // from /health: k is capped at the gallery's size
 
 function say(message, isError = false) {
   status.textContent = message;
@@ -22,29 +24,42 @@ function element(tag, attributes = {}, text = "") {
   return node;
 }
 
+function player(src) {
+  const audio = element("audio", { controls: true, preload: "none", src });
+  audio.addEventListener("click", (event) => event.stopPropagation()); // playing is not selecting
+  return audio;
+}
+
+function k() {
+  return Math.min(Number($("k").value), galleryItems);
+}
+
 function render(body, ms, what) {
   results.replaceChildren();
   details.hidden = true;
   for (const hit of body.results) {
     const card = element("figure", { className: "result", title: hit.captions[0] || hit.id });
     if (hit.thumbnail) card.append(element("img", { src: hit.thumbnail, alt: hit.captions[0] || hit.id, loading: "lazy" }));
-    else card.append(element("p", {}, hit.captions[0] || hit.id));
+    if (hit.media) card.append(player(hit.media));
+    if (!hit.thumbnail) card.append(element("p", {}, hit.captions[0] || hit.id));
     const caption = element("figcaption");
     caption.append(element("span", {}, `#${hit.rank}`), element("span", { className: "score" }, hit.score.toFixed(3)));
     card.append(caption);
-    card.addEventListener("click", () => show(hit.id, card));
+    card.addEventListener("click", () => show(hit, card));
     results.append(card);
   }
   say(`${body.results.length} results for ${what} in ${Math.round(ms)} ms`);
 }
 
-async function show(id, card) {
+async function show(hit, card) {
+  const id = hit.id;
   try {
     const [item] = await call(`/items/${encodeURIComponent(id)}`);
     document.querySelectorAll(".result.selected").forEach((c) => c.classList.remove("selected"));
     card.classList.add("selected");
     details.replaceChildren();
     if (item.thumbnail) details.append(element("img", { src: item.thumbnail, alt: id }));
+    if (hit.media) details.append(player(hit.media));
     details.append(element("h2", {}, item.id));
     const list = element("ul", { id: "captions" });
     for (const text of item.captions) list.append(element("li", {}, text));
@@ -57,7 +72,7 @@ async function show(id, card) {
 
 async function searchText() {
   const q = $("q").value;
-  const params = new URLSearchParams({ q, k: $("k").value, csls: $("csls").checked });
+  const params = new URLSearchParams({ q, k: k(), csls: $("csls").checked });
   say("Searching…");
   try {
     const [body, ms] = await call(`/search?${params}`);
@@ -67,20 +82,23 @@ async function searchText() {
   }
 }
 
-async function searchImage(file) {
+// Search by a file: a recording goes to /search/audio, anything else to /search/image.
+async function searchFile(file, kind = file.type.startsWith("audio/") ? "audio" : "image") {
   const form = new FormData();
-  form.append("image", file);
+  form.append(kind, file);
   say(`Searching by ${file.name}…`);
   try {
-    const [body, ms] = await call(`/search/image?k=${$("k").value}`, { method: "POST", body: form });
-    render(body, ms, `image ${file.name}`);
+    const [body, ms] = await call(`/search/${kind}?k=${k()}`, { method: "POST", body: form });
+    render(body, ms, `${kind} ${file.name}`);
   } catch (error) {
     say(error.message, true);
   }
 }
 
 $("search").addEventListener("submit", (event) => { event.preventDefault(); searchText(); });
-$("image").addEventListener("change", (event) => { if (event.target.files[0]) searchImage(event.target.files[0]); });
+for (const kind of ["image", "audio"]) {
+  $(kind).addEventListener("change", (event) => { if (event.target.files[0]) searchFile(event.target.files[0], kind); });
+}
 
 let dragDepth = 0;
 window.addEventListener("dragenter", (event) => { event.preventDefault(); dragDepth++; $("drop").hidden = false; });
@@ -91,9 +109,11 @@ window.addEventListener("drop", (event) => {
   dragDepth = 0;
   $("drop").hidden = true;
   const file = event.dataTransfer.files[0];
-  if (file) searchImage(file);
+  if (file) searchFile(file);
 });
 
 fetch("/health").then((r) => r.json()).then((h) => {
-  $("about").textContent = `${h.items} ${h.modality}s · text ${h.encoders.text} · image ${h.encoders.image} · ${h.aligner}`;
+  galleryItems = h.items;
+  const encoders = Object.entries(h.encoders).map(([modality, name]) => `${modality} ${name}`);
+  $("about").textContent = [`${h.items} ${h.modality} items`, ...encoders, h.aligner].join(" · ");
 });
