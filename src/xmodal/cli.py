@@ -336,7 +336,7 @@ def fit(
 def _note_skipped(skipped: list[str]) -> None:
     if skipped:
         console.print(
-            f"skipped {', '.join(skipped)}: speech is encoded when asked (--modality, or --encoder {skipped[0]}=whisper-base)"
+            f"skipped {', '.join(skipped)}: audio is encoded when asked (--modality {skipped[0]}, or --encoder)"
         )
 
 
