@@ -58,8 +58,10 @@ bench-multi30k: $(STAMP)
 	$(VENV)/bin/xmodal bench flickr8k-multi30k --aligner head-linear --csls-k 10
 
 # Tux Paint stamps: the Debian package, fetched by name and unpacked under the cache once (the tests
-# read it too). bench-tuxpaint: image <-> English by how transparent and SVG images are prepared, then
-# every ordered pair of image, text.en/fr/de/es and fused queries, with and without flattening.
+# read it too). bench-tuxpaint: image <-> English by how transparent and SVG images are prepared; every
+# ordered pair of image, text.en/fr/de/es/ru and fused queries, with and without flattening; the six
+# modalities of issue 13 (speech included) under per-pair CCA, the image pivot and PCMC / PCMR heads;
+# sound effects; zero-shot classification by folder; speech routes and audio encoder speed.
 TUXPAINT     := .cache/tuxpaint
 TUXPAINT_DEB := tuxpaint-stamps-default
 $(TUXPAINT)/.fetched:
@@ -69,12 +71,20 @@ $(TUXPAINT)/.fetched:
 	rm -f $(TUXPAINT)/$(TUXPAINT_DEB)_*.deb
 	touch $@
 tuxpaint: $(TUXPAINT)/.fetched
+STAMPS       := $(TUXPAINT)/stamps.jsonl
+SIX          := image text.en text.fr text.ru audio.fr audio.ru
 bench-tuxpaint: $(STAMP) $(TUXPAINT)/.fetched
 	$(PY) benchmarks/tuxpaint.py --root $(TUXPAINT)
-	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --auto
-	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --encoder 'image=efficientnet-lite0[background=none]'
-	$(VENV)/bin/xmodal bench $(TUXPAINT)/stamps.jsonl --modality text.en --modality audio.fr --modality audio.es \
-		--modality image --aligner cca-128-weighted --aligner head-linear --auto
+	$(VENV)/bin/xmodal bench $(STAMPS) --auto
+	$(VENV)/bin/xmodal bench $(STAMPS) --encoder 'image=efficientnet-lite0[background=none]'
+	$(VENV)/bin/xmodal bench $(STAMPS) $(foreach m,$(SIX),--modality $(m)) --fuse-to text.en \
+		$(foreach a,cca-128-weighted pivot-image head-linear head-linear-pcmr,--aligner $(a))
+	$(VENV)/bin/xmodal bench $(STAMPS) --modality image --modality text.en --modality audio.sound --auto
+	$(foreach a,cca-128-weighted procrustes-t2i,$(VENV)/bin/xmodal fit $(STAMPS) --modality text.en --modality image \
+		--aligner $(a) --out $(TUXPAINT)/$(a).npz && \
+	$(VENV)/bin/xmodal classify $(TUXPAINT)/$(a).npz $(STAMPS) --class-names benchmarks/tuxpaint_classes_subfolders.json \
+		--json benchmarks/results/stamps-test_classify_$(a).json --results benchmarks/RESULTS.md &&) true
+	$(PY) benchmarks/speech.py --root $(TUXPAINT)
 
 # The geometry report (figures + tables) of the default encoders, and the full similarity x aligner bench.
 analyze: $(STAMP)

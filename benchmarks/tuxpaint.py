@@ -3,8 +3,9 @@
 About 950 clip-art stamps (PNG with transparency, or SVG only) with descriptions, from the
 Debian package ``tuxpaint-stamps-default`` (``make tuxpaint`` fetches it by name with
 ``apt-get download`` and unpacks it with ``dpkg-deb -x``; nothing is committed). The manifest
-(``xmodal.data.tuxpaint``: image, text.en/fr/de/es, audio.*, seeded 70/30 split) is written
-next to the package, then image <-> English runs once per way of preparing the images:
+(``xmodal.data.tuxpaint``: image, text.en/fr/de/es/ru, audio.*, label: the folder, seeded
+70/30 split) is written next to the package, then image <-> English runs once per way of
+preparing the images:
 
 - ``efficientnet-lite0``: transparency flattened onto white (the default);
 - ``efficientnet-lite0[background=none]``: the alpha channel dropped, as before (the colours
