@@ -430,7 +430,9 @@ def classify(
     ] = None,
     results: Annotated[
         Optional[Path],
-        typer.Option("--results", help="Markdown file whose section for this dataset, split and modality is replaced."),
+        typer.Option(
+            "--results", help="Markdown file whose section for this dataset, split, modality and model is replaced."
+        ),
     ] = None,
     data: DataOpt = None,
     cache: CacheOpt = None,

