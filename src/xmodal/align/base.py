@@ -19,6 +19,7 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import check_embeddings, unit_rows
 from xmodal.core.estimator import Estimator, NotFittedError
 
@@ -29,8 +30,10 @@ __all__ = ["Aligner", "NotFittedError"]
 
 
 class Aligner(Estimator):
-    """Base class: closed-form subclasses implement ``_fit(data)``, trained ones (``iterative``)
-    ``_train(data, groups, present, validation, views)``; all implement ``_transform(x, modality)``.
+    """Base class: closed-form subclasses implement ``_solve(statistics)`` (``statistical``: they
+    see the rows only through their additive :class:`~xmodal.align.statistics.Statistics`) or
+    ``_fit_partial(data, present)``, trained ones (``iterative``) ``_train(data, groups, present,
+    validation, views)``; all implement ``_transform(x, modality)``.
 
     ``normalize=True`` L2-normalises every input row before anything else, which suits
     encoders trained for cosine similarity.
@@ -39,6 +42,9 @@ class Aligner(Estimator):
     n_modalities: ClassVar[int | None] = 2  # None: any number >= 2
     iterative: ClassVar[bool] = False  # trained in epochs: uses groups, validation and views
     partial_rows: ClassVar[bool] = False  # closed form on rows that miss modalities: ``_fit_partial``
+    statistical: ClassVar[bool] = (
+        False  # closed form from statistics: ``statistics``, ``fit_statistics``, ``partial_fit``
+    )
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
@@ -93,11 +99,60 @@ class Aligner(Estimator):
                 self._fit_partial(self._preprocessed(data), present_all if masks is None else masks)
             else:
                 complete = None if masks is None else np.logical_and.reduce(list(masks.values()))
-                self._fit(self._preprocessed(data if complete is None else {m: x[complete] for m, x in data.items()}))
+                rows = data if complete is None else {m: x[complete] for m, x in data.items()}
+                self._solve(Statistics.from_arrays(self._preprocessed(rows)))
         except BaseException:
             self._forget()  # a failed fit must not leave the aligner looking fitted
             raise
         return self
+
+    # -- closed form from additive statistics ------------------------------------------------
+    def statistics(self, embeddings: Embeddings) -> Statistics:
+        """The additive statistics of row-paired ``embeddings`` as this aligner fits them
+        (preprocessed); the statistics of shards add up to those of all their rows."""
+        self._check_statistical()
+        return Statistics.from_arrays(self._preprocessed(self._validate_fit_input(embeddings)))
+
+    def fit_statistics(self: A, statistics: Statistics) -> A:
+        """Fit from ``statistics`` (of :meth:`statistics`, or their sum over shards): the same
+        map as :meth:`fit` on all the rows, to rounding; returns self."""
+        self._check_statistical()
+        if self.n_modalities is not None and len(statistics.modalities) != self.n_modalities:
+            raise ValueError(
+                f"{type(self).__name__} aligns {self.n_modalities} modalities, got statistics of {statistics.modalities}"
+            )
+        self._forget()
+        self.modalities_ = statistics.modalities
+        self.dims_ = statistics.dims
+        try:
+            self._solve(statistics)
+        except BaseException:
+            self._forget()
+            raise
+        return self
+
+    def partial_fit(self: A, embeddings: Embeddings) -> A:
+        """Add these row-paired rows to the statistics fitted so far (kept in ``statistics_``,
+        saved with the aligner) and solve again; the first call starts them. Shards given one
+        by one give the map of :meth:`fit` on them all, to rounding; returns self."""
+        self._check_statistical()
+        previous = getattr(self, "statistics_", None)
+        if previous is not None and set(embeddings) != set(self.modalities_):
+            raise ValueError(f"partial_fit continues a fit of {list(self.modalities_)}, got {list(embeddings)}")
+        ordered = {m: embeddings[m] for m in self.modalities_} if previous is not None else embeddings
+        total = self.statistics(ordered)
+        if previous is not None:
+            total = Statistics.from_state(self.modalities_, previous) + total
+        self.fit_statistics(total)
+        self.statistics_ = total.to_state()
+        return self
+
+    def _check_statistical(self) -> None:
+        if not self.statistical:
+            raise ValueError(
+                f"{type(self).__name__} is not fitted from additive statistics; "
+                "fit it on all its rows with fit() (statistics serve least squares, Procrustes and CCA)"
+            )
 
     def accepts(self, dims: Mapping[str, int]) -> bool:
         """Whether embeddings of these dimensions (``{modality: dim}``) can be aligned at all."""
@@ -119,7 +174,7 @@ class Aligner(Estimator):
         return np.ascontiguousarray(self._transform(self._preprocess(x), modality), np.float32)
 
     # -- for subclasses -----------------------------------------------------------------
-    def _fit(self, data: dict[str, np.ndarray]) -> None:
+    def _solve(self, statistics: Statistics) -> None:
         raise NotImplementedError
 
     def _fit_partial(self, data: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:

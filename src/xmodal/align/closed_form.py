@@ -16,15 +16,18 @@ import numpy as np
 
 from xmodal.align import linalg
 from xmodal.align.base import Aligner
+from xmodal.align.statistics import Statistics
 
 
 class IdentityAligner(Aligner):
     """No map: for two encoders that already share a space (same dimension)."""
 
+    statistical = True
+
     def accepts(self, dims: Mapping[str, int]) -> bool:
         return len(set(dims.values())) == 1
 
-    def _fit(self, data: dict[str, np.ndarray]) -> None:
+    def _solve(self, stats: Statistics) -> None:
         if len(set(self.dims_.values())) != 1:
             raise ValueError(f"IdentityAligner needs modalities of equal dimension, got {self.dims_}")
 
@@ -33,7 +36,10 @@ class IdentityAligner(Aligner):
 
 
 class _DirectedAligner(Aligner):
-    """Maps ``source`` into the (optionally centred) space of ``target``."""
+    """Maps ``source`` into the (optionally centred) space of ``target``, solved from the
+    centred products of the two (:meth:`Statistics.centred`)."""
+
+    statistical = True
 
     def __init__(self, source: str, target: str, center: bool, normalize: bool):
         super().__init__(normalize=normalize)
@@ -41,21 +47,24 @@ class _DirectedAligner(Aligner):
         self.target = target
         self.center = center
 
-    def _fit(self, data: dict[str, np.ndarray]) -> None:
-        missing = {self.source, self.target} - set(data)
-        if missing or self.source == self.target:
+    def _solve(self, stats: Statistics) -> None:
+        if {self.source, self.target} != set(stats.modalities) or self.source == self.target:
             raise ValueError(
                 f"{type(self).__name__}(source={self.source!r}, target={self.target!r}) "
-                f"does not match the fitted modalities {list(data)}"
+                f"does not match the fitted modalities {list(stats.modalities)}"
             )
-        self.mean_ = {
-            m: x.mean(axis=0, dtype=np.float64) if self.center else np.zeros(x.shape[1]) for m, x in data.items()
-        }
-        a = data[self.source] - self.mean_[self.source].astype(np.float32)
-        b = data[self.target] - self.mean_[self.target].astype(np.float32)
-        self._fit_map(a, b)
+        self.mean_ = {m: stats.mean(m) if self.center else np.zeros(d) for m, d in stats.dims.items()}
+        source, target = self.source, self.target
+        self._solve_map(
+            stats.centred(source, source, self.center),
+            stats.centred(target, target, self.center),
+            stats.centred(source, target, self.center),
+            stats.count,
+        )
 
-    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
+    def _solve_map(self, gram_source: np.ndarray, gram_target: np.ndarray, cross: np.ndarray, rows: int) -> None:
+        """Learn the map from the centred products of source with itself, target with itself,
+        and source with target, over ``rows`` rows."""
         raise NotImplementedError
 
     def _map(self, a: np.ndarray) -> np.ndarray:
@@ -84,8 +93,8 @@ class LeastSquaresAligner(_DirectedAligner):
         super().__init__(source, target, center, normalize)
         self.ridge = ridge
 
-    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
-        self.coef_ = linalg.least_squares(a, b, ridge=self.ridge)
+    def _solve_map(self, gram_source: np.ndarray, gram_target: np.ndarray, cross: np.ndarray, rows: int) -> None:
+        self.coef_ = linalg.least_squares_from_products(gram_source, cross, ridge=self.ridge)
 
     def _map(self, a: np.ndarray) -> np.ndarray:
         return a @ self.coef_
@@ -112,17 +121,15 @@ class ProcrustesAligner(_DirectedAligner):
         self.n_components = n_components
         self.scale = scale
 
-    def _fit_map(self, a: np.ndarray, b: np.ndarray) -> None:
+    def _solve_map(self, gram_source: np.ndarray, gram_target: np.ndarray, cross: np.ndarray, rows: int) -> None:
         if self.n_components is not None:
-            self.components_ = {
-                self.source: _pca_basis(a, self.n_components),
-                self.target: _pca_basis(b, self.n_components),
-            }
-            a = self._reduce(a, self.source)
-            b = self._reduce(b, self.target)
-        rotation, singular_sum = linalg.orthogonal_procrustes(a, b)
+            basis_source, basis_target = (_pca_basis(g, self.n_components, rows) for g in (gram_source, gram_target))
+            self.components_ = {self.source: basis_source, self.target: basis_target}
+            cross = basis_source.T @ cross @ basis_target
+            gram_source = basis_source.T @ gram_source @ basis_source
+        rotation, singular_sum = linalg.procrustes_from_product(cross)
         self.rotation_ = rotation
-        self.scale_ = np.float64(singular_sum / np.sum(a * a) if self.scale else 1.0)
+        self.scale_ = np.float64(singular_sum / np.trace(gram_source) if self.scale else 1.0)
 
     def _map(self, a: np.ndarray) -> np.ndarray:
         return a @ self.rotation_ * self.scale_
@@ -153,10 +160,13 @@ class CCAAligner(Aligner):
         self.reg = reg
         self.weight_power = weight_power
 
-    def _fit(self, data: dict[str, np.ndarray]) -> None:
-        (m_a, a), (m_b, b) = data.items()
-        proj_a, proj_b, corr = linalg.cca(a, b, self.n_components, reg=self.reg)
-        self.mean_ = {m_a: a.mean(axis=0, dtype=np.float64), m_b: b.mean(axis=0, dtype=np.float64)}
+    statistical = True
+
+    def _solve(self, stats: Statistics) -> None:
+        m_a, m_b = stats.modalities
+        covariances = (stats.covariance(m_a, m_a), stats.covariance(m_b, m_b), stats.covariance(m_a, m_b))
+        proj_a, proj_b, corr = linalg.cca_from_covariances(*covariances, self.n_components, reg=self.reg)
+        self.mean_ = {m_a: stats.mean(m_a), m_b: stats.mean(m_b)}
         self.projection_ = {m_a: proj_a, m_b: proj_b}
         self.correlations_ = corr
 
@@ -225,9 +235,11 @@ class PivotAligner(Aligner):
         return centred if modality == self.pivot else centred @ self.coef_[modality]
 
 
-def _pca_basis(x: np.ndarray, n_components: int) -> np.ndarray:
-    """Top ``n_components`` principal axes of centred ``x`` as columns (``d x k``)."""
-    if not 1 <= n_components <= min(x.shape):
-        raise ValueError(f"n_components must be in [1, {min(x.shape)}] for data of shape {x.shape}, got {n_components}")
-    _, vectors = np.linalg.eigh(linalg.cross_product(x, x))
+def _pca_basis(gram: np.ndarray, n_components: int, rows: int) -> np.ndarray:
+    """Top ``n_components`` principal axes (``d x k`` columns) of the ``rows`` rows whose centred
+    product with themselves is ``gram``."""
+    shape = (rows, gram.shape[0])
+    if not 1 <= n_components <= min(shape):
+        raise ValueError(f"n_components must be in [1, {min(shape)}] for data of shape {shape}, got {n_components}")
+    _, vectors = np.linalg.eigh(gram)
     return vectors[:, ::-1][:, :n_components]

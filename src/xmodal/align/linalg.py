@@ -33,10 +33,19 @@ def least_squares(a: np.ndarray, b: np.ndarray, ridge: float = 0.0) -> np.ndarra
     True
     """
     a, b = _check_paired(a, b)
+    return least_squares_from_products(cross_product(a, a), cross_product(a, b), ridge)
+
+
+def least_squares_from_products(gram: np.ndarray, cross: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """:func:`least_squares` from ``gram = a^T a`` (``d_a x d_a``) and ``cross = a^T b`` (``d_a x d_b``)."""
+    gram, cross = _as_float(gram), _as_float(cross)
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or cross.ndim != 2 or cross.shape[0] != gram.shape[0]:
+        raise ValueError(
+            f"expected a square gram and a cross product with as many rows, got {gram.shape}, {cross.shape}"
+        )
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    gram = cross_product(a, a) + ridge * np.eye(a.shape[1])
-    return linalg.solve(gram, cross_product(a, b), assume_a="pos" if ridge > 0 else "sym")
+    return linalg.solve(gram + ridge * np.eye(gram.shape[0]), cross, assume_a="pos" if ridge > 0 else "sym")
 
 
 def orthogonal_procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
@@ -56,7 +65,15 @@ def orthogonal_procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, flo
     True
     """
     a, b = _check_paired(a, b)
-    u, s, vt = linalg.svd(cross_product(a, b), full_matrices=False)
+    return procrustes_from_product(cross_product(a, b))
+
+
+def procrustes_from_product(cross: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`orthogonal_procrustes` from ``cross = a^T b`` (``d_a x d_b``)."""
+    cross = _as_float(cross)
+    if cross.ndim != 2:
+        raise ValueError(f"expected a 2-D cross product, got shape {cross.shape}")
+    u, s, vt = linalg.svd(cross, full_matrices=False)
     return u @ vt, float(s.sum())
 
 
@@ -87,14 +104,23 @@ def cca(
     Returns ``(A, B, correlations)`` with correlations in decreasing order.
     """
     a, b = _check_paired(a, b)
-    k_max = min(a.shape[1], b.shape[1])
+    return cca_from_covariances(covariance(a, a), covariance(b, b), covariance(a, b), n_components, reg)
+
+
+def cca_from_covariances(
+    c_aa: np.ndarray, c_bb: np.ndarray, c_ab: np.ndarray, n_components: int, reg: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`cca` from the covariances ``C_aa``, ``C_bb`` and the cross-covariance ``C_ab``."""
+    if c_aa.ndim != 2 or c_bb.ndim != 2 or c_ab.shape != (c_aa.shape[0], c_bb.shape[0]):
+        raise ValueError(f"covariances of mismatched shapes: {c_aa.shape}, {c_bb.shape}, {c_ab.shape}")
+    k_max = min(c_ab.shape)
     if not 1 <= n_components <= k_max:
         raise ValueError(f"n_components must be in [1, {k_max}], got {n_components}")
     if reg < 0:
         raise ValueError(f"reg must be >= 0, got {reg}")
-    whiten_a = inverse_sqrt_psd(_regularise(covariance(a, a), reg))
-    whiten_b = inverse_sqrt_psd(_regularise(covariance(b, b), reg))
-    cross = whiten_a @ covariance(a, b) @ whiten_b
+    whiten_a = inverse_sqrt_psd(_regularise(c_aa, reg))
+    whiten_b = inverse_sqrt_psd(_regularise(c_bb, reg))
+    cross = whiten_a @ c_ab @ whiten_b
     u, s, vt = linalg.svd(cross, full_matrices=False)
     k = n_components
     return whiten_a @ u[:, :k], whiten_b @ vt[:k].T, s[:k]

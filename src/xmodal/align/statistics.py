@@ -1,0 +1,136 @@
+"""Additive sufficient statistics of row-paired embeddings: what closed-form aligners fit from.
+
+Least squares, Procrustes and CCA see the data only through the row count ``n``, each
+modality's column sums ``s_m = X_m^T 1`` and the product blocks ``P_ab = X_a^T X_b``. These add
+up: the statistics of two sets of rows are the sums of theirs, so shards (or machines, or new
+pairs arriving later) are accumulated by addition and a fit over any number of rows needs
+``O(d^2)`` memory. Products of float32 rows are taken in float32 and accumulated in float64
+(as :func:`~xmodal.align.linalg.cross_product` does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.align import linalg
+from xmodal.core.arrays import check_embeddings
+from xmodal.core.files import atomic_path
+
+FORMAT = "xmodal-statistics/1"
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """``count`` rows; ``sums[m]`` (``d_m``, float64); ``products[(a, b)]`` (``d_a x d_b``,
+    float64) for every pair ``a`` before or equal to ``b`` in ``modalities`` order."""
+
+    modalities: tuple[str, ...]
+    count: int
+    sums: Mapping[str, np.ndarray]
+    products: Mapping[tuple[str, str], np.ndarray]
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> Statistics:
+        """The statistics of row-paired arrays ``{modality: (n, d_m)}``."""
+        checked = {m: check_embeddings(x, f"{m} embeddings") for m, x in data.items()}
+        rows = {m: len(x) for m, x in checked.items()}
+        if len(checked) < 2 or len(set(rows.values())) != 1:
+            raise ValueError(f"statistics need two or more row-paired modalities, got rows {rows}")
+        names = tuple(checked)
+        return cls(
+            names,
+            next(iter(rows.values())),
+            {m: x.sum(axis=0, dtype=np.float64) for m, x in checked.items()},
+            {(a, b): linalg.cross_product(checked[a], checked[b]) for a, b in _blocks(names)},
+        )
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: len(s) for m, s in self.sums.items()}
+
+    def __add__(self, other: Statistics) -> Statistics:
+        """The statistics of both sets of rows (same modalities, in the same order, and dimensions)."""
+        if self.modalities != other.modalities or self.dims != other.dims:
+            raise ValueError(
+                f"cannot add statistics of {self.dims} to statistics of {other.dims}: "
+                "the modalities, their order and dimensions must match"
+            )
+        return Statistics(
+            self.modalities,
+            self.count + other.count,
+            {m: self.sums[m] + other.sums[m] for m in self.modalities},
+            {k: self.products[k] + other.products[k] for k in self.products},
+        )
+
+    def mean(self, modality: str) -> np.ndarray:
+        """Column means of ``modality`` (float64)."""
+        return self.sums[modality] / self.count
+
+    def centred(self, a: str, b: str, center: bool = True) -> np.ndarray:
+        """``(X_a - 1 mean_a^T)^T (X_b - 1 mean_b^T) = P_ab - n mean_a mean_b^T`` (``P_ab`` itself
+        without ``center``), float64."""
+        product = self.products[(a, b)] if (a, b) in self.products else self.products[(b, a)].T
+        return product - self.count * np.outer(self.mean(a), self.mean(b)) if center else product
+
+    def covariance(self, a: str, b: str) -> np.ndarray:
+        """Cross-covariance ``P_ab / n - mean_a mean_b^T`` (float64), as :func:`linalg.covariance`."""
+        product = self.products[(a, b)] if (a, b) in self.products else self.products[(b, a)].T
+        return product / self.count - np.outer(self.mean(a), self.mean(b))
+
+    # -- as arrays: estimator state and files -------------------------------------------
+    def to_state(self) -> dict[str, np.ndarray]:
+        """Flat ``{key: array}`` (keys by modality position: ``sum/0``, ``product/0/1``, ``count``)."""
+        index = {m: i for i, m in enumerate(self.modalities)}
+        state = {"count": np.array(self.count, dtype=np.int64)}
+        state.update({f"sum/{index[m]}": s for m, s in self.sums.items()})
+        state.update({f"product/{index[a]}/{index[b]}": p for (a, b), p in self.products.items()})
+        return state
+
+    @classmethod
+    def from_state(cls, modalities: tuple[str, ...], state: Mapping[str, np.ndarray]) -> Statistics:
+        """The inverse of :meth:`to_state` for these ``modalities`` (in their order)."""
+        try:
+            return cls(
+                tuple(modalities),
+                int(state["count"]),
+                {m: np.asarray(state[f"sum/{i}"], np.float64) for i, m in enumerate(modalities)},
+                {
+                    (modalities[i], modalities[j]): np.asarray(state[f"product/{i}/{j}"], np.float64)
+                    for i, j in _blocks(tuple(range(len(modalities))))
+                },
+            )
+        except KeyError as missing:
+            raise ValueError(f"statistics of {list(modalities)} lack {missing}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` (``.npz``; atomically)."""
+        path = Path(path)
+        header = json.dumps({"format": FORMAT, "modalities": list(self.modalities)})
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, header=np.array(header), **self.to_state())  # type: ignore[arg-type]
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Statistics:
+        """Read statistics written by :meth:`save`; a clear error for anything else."""
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                header = json.loads(str(archive["header"]))
+                if header.get("format") != FORMAT:
+                    raise ValueError(f"{path}: not xmodal statistics (format {header.get('format')!r})")
+                return cls.from_state(tuple(header["modalities"]), {k: archive[k] for k in archive.files})
+        except (OSError, KeyError, json.JSONDecodeError, ValueError) as error:
+            if isinstance(error, ValueError) and str(error).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: cannot read statistics ({error})") from None
+
+
+def _blocks(names: tuple[str, ...] | tuple[int, ...]) -> list[tuple]:
+    """Every pair ``(a, b)`` with ``a`` at or before ``b``."""
+    return list(itertools.combinations_with_replacement(names, 2))
