@@ -215,10 +215,12 @@ def encoders() -> None:
 @app.command()
 def aligners() -> None:
     """List the named aligner configurations (presets)."""
-    from xmodal.align.presets import ALIGNERS, TRAINED_ALIGNERS
+    from xmodal.align.presets import ALIGNERS, PIVOT_ALIGNERS, TRAINED_ALIGNERS
 
     for name in ALIGNERS:
         console.print(name + ("  (default)" if name == DEFAULT_ALIGNER else ""))
+    for name in PIVOT_ALIGNERS:
+        console.print(f"{name}  (N modalities through a pivot)")
     for name in TRAINED_ALIGNERS:
         console.print(f"{name}  (trained)")
 
@@ -296,6 +298,14 @@ def fit(
     ] = False,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds of --auto's cross-validation.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --auto's folds.")] = 0,
+    updatable: Annotated[
+        bool,
+        typer.Option(
+            "--updatable",
+            help="Keep the additive statistics (d x d sums) in the model, so `xmodal update` can add pairs later "
+            "(least squares, Procrustes, CCA).",
+        ),
+    ] = False,
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
@@ -319,7 +329,7 @@ def fit(
     first, second, *_ = [*encoders, "", ""]
     model = fit_model(
         loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
-        backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed,
+        backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed, updatable=updatable,
     )  # fmt: skip
     for warning in model.about.get("warnings", []):
         Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(warning)}")
@@ -330,6 +340,35 @@ def fit(
     rows = "pairs" if len(encoders) == 2 else "rows"
     console.print(
         f"fitted {model.aligner!r} on {model.about['pairs']} {rows} of {', '.join(encoders)} -> {path}", soft_wrap=True
+    )
+
+
+@app.command()
+@_guard
+def update(
+    model_file: Annotated[Path, typer.Argument(help="A model written by `xmodal fit --updatable`.")],
+    dataset: DatasetArg,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the updated model (.npz; may be MODEL).")],
+    split: Annotated[str, typer.Option("--split", help="The split whose pairs are added.")] = "train",
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    models: ModelsOpt = None,
+) -> None:
+    """Add a dataset's pairs to an updatable model and solve again: the model's statistics
+    grow by the new pairs' (embedded by the model's encoders), with no need for the old pairs."""
+    from xmodal.data import load_dataset
+    from xmodal.model import Model, update_model
+    from xmodal.store import EmbeddingStore
+
+    model = Model.load(model_file)
+    started = time.perf_counter()
+    update_model(model, load_dataset(dataset, data), EmbeddingStore(cache), split=split, models_dir=models)
+    path = model.save(out)
+    added = model.about["updates"][-1]["pairs"]
+    console.print(
+        f"added {added} pairs to {model.aligner!r} ({model.about['pairs']} in all) in "
+        f"{time.perf_counter() - started:.1f} s -> {path}",
+        soft_wrap=True,
     )
 
 

@@ -2,6 +2,14 @@
 that fits it from a dataset."""
 
 from xmodal.model.artifact import EncoderMismatchError, EncoderRecord, Model
-from xmodal.model.fitting import TrainingSet, fit_model, pair_training_set
+from xmodal.model.fitting import TrainingSet, fit_model, pair_training_set, update_model
 
-__all__ = ["EncoderMismatchError", "EncoderRecord", "Model", "TrainingSet", "fit_model", "pair_training_set"]
+__all__ = [
+    "EncoderMismatchError",
+    "EncoderRecord",
+    "Model",
+    "TrainingSet",
+    "fit_model",
+    "pair_training_set",
+    "update_model",
+]

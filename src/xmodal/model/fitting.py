@@ -20,6 +20,7 @@ import numpy as np
 from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC
 from xmodal.data import PairedDataset
+from xmodal.encoders import Encoder
 from xmodal.model.artifact import Model
 from xmodal.model.selection import DEFAULT_FOLDS, cross_validate, small_data_warning
 from xmodal.store import (
@@ -162,6 +163,7 @@ def fit_model(
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
     progress: bool = True,
+    updatable: bool = False,
 ) -> Model:
     """Fit ``aligner`` on the modalities named by ``encoders`` (``{modality: encoder}``) of
     ``split``; the model records the encoders, the scoring settings and where it was fitted.
@@ -172,10 +174,16 @@ def fit_model(
     closed-form aligner's regularisation by ``folds``-fold cross-validation over the training
     items (seeded by ``seed``; :func:`~xmodal.model.selection.cross_validate`), recorded in the
     model's ``about["auto"]``. Fewer than 10 items are refused; items fewer than the embedding
-    dimension give a warning in ``about["warnings"]``.
+    dimension give a warning in ``about["warnings"]``. ``updatable`` (a closed-form aligner
+    fitted from additive statistics) keeps the statistics in the model, so that
+    :func:`update_model` can add pairs later without the old ones.
     """
     if auto and aligner.iterative:
         raise ValueError("--auto chooses the regularisation of closed-form aligners; trained heads stop early instead")
+    if updatable and not aligner.statistical:
+        raise ValueError(
+            f"{type(aligner).__name__} is not fitted from statistics: only least squares, Procrustes and CCA are updatable"
+        )
     if len(encoders) < 2:
         raise ValueError(f"fitting aligns two or more modalities; got {list(encoders)}")
     if aligner.n_modalities is not None and len(encoders) != aligner.n_modalities:
@@ -185,23 +193,17 @@ def fit_model(
         )
     built = {m: resolve_encoder(e, backend, models_dir) for m, e in encoders.items()}
     options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
-    if set(built) == {"text", "image"}:
-        _, training = pair_training_set(
-            dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
-            dev_split=dev_split, **options,
-        )  # fmt: skip
-    else:
-        training = modality_training_set(
-            dataset, store, built, pairwise=aligner.n_modalities == 2, split=split, dev_split=dev_split,
-            iterative=aligner.iterative, **options,
-        )  # fmt: skip
+    training = _training_set(dataset, store, aligner, built, split=split, dev_split=dev_split, **options)
     n_items = training.n_rows if training.groups is None else len(np.unique(training.groups))
     warning = small_data_warning(n_items, training.dims, auto)
     selection = None
     if auto:
         assert training.groups is not None
         selection = cross_validate(aligner, training.embeddings, training.groups, folds=folds, seed=seed)
-    training.fit(aligner)
+    if updatable:
+        aligner.partial_fit(training.embeddings)
+    else:
+        training.fit(aligner)
     validation = "none" if not aligner.iterative else dev_split if training.validation is not None else "held out"
     about: dict[str, Any] = {
         "dataset": dataset.name,
@@ -214,3 +216,55 @@ def fit_model(
     if selection is not None:
         about["auto"] = selection.to_json()
     return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
+
+
+def update_model(
+    model: Model,
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    *,
+    split: str = "train",
+    backend: str = DEFAULT_BACKEND,
+    models_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Model:
+    """``model`` (fitted with ``updatable``) with the pairs of ``split`` of ``dataset``, embedded by
+    the model's encoders, added to its aligner's statistics and solved again (in place)."""
+    aligner = model.aligner
+    if not aligner.statistical or not hasattr(aligner, "statistics_"):
+        raise ValueError(
+            f"the model's {type(aligner).__name__} keeps no statistics to add pairs to: "
+            "fit it with `xmodal fit --updatable` (least squares, Procrustes or CCA)"
+        )
+    built = model.build_encoders(models_dir)
+    options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
+    training = _training_set(dataset, store, aligner, built, split=split, dev_split="", **options)
+    aligner.partial_fit(training.embeddings)
+    added = {"dataset": dataset.name, "split": split, "pairs": training.n_rows}
+    model.about = {**model.about, "pairs": model.about.get("pairs", 0) + training.n_rows}
+    model.about["updates"] = [*model.about.get("updates", []), added]
+    return model
+
+
+def _training_set(
+    dataset: PairedDataset,
+    store: EmbeddingStore,
+    aligner: Aligner,
+    built: Mapping[str, Encoder],
+    *,
+    split: str,
+    dev_split: str,
+    **options: Any,
+) -> TrainingSet:
+    """What ``aligner`` is fitted on: text-image pairs as :func:`pair_training_set` makes them,
+    any other modalities as :func:`modality_training_set` does."""
+    if set(built) == {"text", "image"}:
+        _, training = pair_training_set(
+            dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
+            dev_split=dev_split, **options,
+        )  # fmt: skip
+        return training
+    return modality_training_set(
+        dataset, store, built, pairwise=aligner.n_modalities == 2, split=split, dev_split=dev_split,
+        iterative=aligner.iterative, **options,
+    )  # fmt: skip
