@@ -7,10 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,6 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 import soundfile
-import uvicorn
 from fastapi.testclient import TestClient
 
 from xmodal.search import IndexItem, Searcher
@@ -28,7 +24,6 @@ from xmodal.serve.app import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES
 
 pytestmark = [pytest.mark.data, pytest.mark.weights]
 N_TRAIN, N_GALLERY = 40, 12
-CHROMIUM = Path(os.environ.get("XMODAL_CHROMIUM", "/usr/bin/chromium"))
 
 
 @pytest.fixture(scope="module")
@@ -331,31 +326,10 @@ def test_an_image_index_has_no_audio(small_index, index):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set XMODAL_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def url(index) -> Iterator[str]:
+def url(index, serving) -> Iterator[str]:
     """The service on a free loopback port, in a thread of this process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(index), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(index)) as address:
+        yield address
 
 
 LOADED_DURATION = """async (selector) => {

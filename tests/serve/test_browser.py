@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from xmodal.serve import create_app
-
-CHROMIUM = Path(os.environ.get("XMODAL_CHROMIUM", "/usr/bin/chromium"))
 
 pytestmark = [pytest.mark.data, pytest.mark.weights]
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set XMODAL_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def url(small_index):
+def url(small_index, serving) -> Iterator[str]:
     """The service on a free loopback port, in a thread of this process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(small_index), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(small_index)) as address:
+        yield address
 
 
 ALL_THUMBNAILS_LOADED = "[...document.querySelectorAll('.result img')].every(i => i.complete && i.naturalWidth > 0)"

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -23,29 +20,16 @@ from xmodal.serve.app import MAX_PIXELS, MAX_UPLOAD_BYTES
 pytestmark = [pytest.mark.data, pytest.mark.weights]
 
 
-def _serve(app) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+@pytest.fixture(scope="module")
+def url(small_index, serving) -> Iterator[str]:
+    with serving(create_app(small_index)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
-def url(small_index) -> Iterator[str]:
-    yield from _serve(create_app(small_index))
-
-
-@pytest.fixture(scope="module")
-def guarded(small_index) -> Iterator[str]:
-    yield from _serve(create_app(small_index, token="s3cret"))
+def guarded(small_index, serving) -> Iterator[str]:
+    with serving(create_app(small_index, token="s3cret")) as address:
+        yield address
 
 
 def _bomb() -> bytes:
