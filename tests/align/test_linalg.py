@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from xmodal.align import linalg
 from xmodal.align.linalg import cca, inverse_sqrt_psd, least_squares, orthogonal_procrustes
 
 
@@ -245,3 +246,18 @@ def test_inverse_sqrt_psd_rejects_numerically_singular_psd(seed):
 def test_inverse_sqrt_psd_accepts_ill_conditioned_but_definite():
     c = np.diag([1.0, 1e-8, 1e-10])
     np.testing.assert_allclose(inverse_sqrt_psd(c), np.diag([1.0, 1e4, 1e5]), rtol=1e-10)
+
+
+def test_cross_product_sums_float32_blocks_in_float64(monkeypatch):
+    """Past a block of rows, a float32 product is taken block by block and summed in float64:
+    the sum of the blocks' own products, and as close to the exact product as one block is."""
+    monkeypatch.setattr(linalg, "PRODUCT_BLOCK_ROWS", 1000)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3500, 7)).astype(np.float32)
+    b = rng.normal(size=(3500, 5)).astype(np.float32)
+    blocked = linalg.cross_product(a, b)
+    assert blocked.dtype == np.float64
+    blocks = sum((a[i : i + 1000].T @ b[i : i + 1000]).astype(np.float64) for i in range(0, 3500, 1000))
+    np.testing.assert_array_equal(blocked, blocks)
+    exact = a.astype(np.float64).T @ b.astype(np.float64)
+    np.testing.assert_allclose(blocked, exact, rtol=1e-5, atol=1e-3)

@@ -133,9 +133,20 @@ def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cross_product(a, b) / a.shape[0] - np.outer(mean_a, mean_b)
 
 
+PRODUCT_BLOCK_ROWS = 65_536  # rows per block of a product taken in the inputs' precision
+
+
 def cross_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a^T b`` computed in the inputs' precision, returned as float64."""
-    return np.asarray(a.T @ b, dtype=np.float64)
+    """``a^T b`` as float64: each block of :data:`PRODUCT_BLOCK_ROWS` rows multiplied in the
+    inputs' precision, the blocks summed in float64 (so float32 rounding does not grow with
+    the number of rows)."""
+    if len(a) <= PRODUCT_BLOCK_ROWS:
+        return np.asarray(a.T @ b, dtype=np.float64)
+    total = np.zeros((a.shape[1], b.shape[1]))
+    for start in range(0, len(a), PRODUCT_BLOCK_ROWS):
+        rows = slice(start, start + PRODUCT_BLOCK_ROWS)
+        total += a[rows].T @ b[rows]
+    return total
 
 
 def _as_float(x: np.ndarray) -> np.ndarray:
