@@ -133,7 +133,7 @@ def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cross_product(a, b) / a.shape[0] - np.outer(mean_a, mean_b)
 
 
-PRODUCT_BLOCK_ROWS = 65_536  # rows per block of a product taken in the inputs' precision
+PRODUCT_BLOCK_ROWS = 32_768  # rows per block of a product taken in the inputs' precision
 
 
 def cross_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
