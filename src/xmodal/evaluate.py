@@ -211,10 +211,8 @@ def chance_recall(query_labels: np.ndarray, gallery_labels: np.ndarray, k: int) 
         raise ValueError(f"labels must be non-empty 1-D arrays, got shapes {q_labels.shape} and {g_labels.shape}")
     k = check_int(k, "k", minimum=1)
     values, counts = np.unique(g_labels, return_counts=True)
-    found = np.searchsorted(values, q_labels)
-    relevant = np.where(
-        values[np.minimum(found, len(values) - 1)] == q_labels, counts[np.minimum(found, len(values) - 1)], 0
-    )
+    slot = np.minimum(np.searchsorted(values, q_labels), len(values) - 1)
+    relevant = np.where(values[slot] == q_labels, counts[slot], 0)
     n = len(g_labels)
     missed = np.ones(len(q_labels))
     for i in range(min(k, n)):  # P(no relevant row among the first k) = prod (n - r - i) / (n - i)

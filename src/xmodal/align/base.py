@@ -42,9 +42,7 @@ class Aligner(Estimator):
     n_modalities: ClassVar[int | None] = 2  # None: any number >= 2
     iterative: ClassVar[bool] = False  # trained in epochs: uses groups, validation and views
     partial_rows: ClassVar[bool] = False  # closed form on rows that miss modalities: ``_fit_partial``
-    statistical: ClassVar[bool] = (
-        False  # closed form from statistics: ``statistics``, ``fit_statistics``, ``partial_fit``
-    )
+    statistical: ClassVar[bool] = False  # solved from statistics: ``fit_statistics``, ``partial_fit``
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize

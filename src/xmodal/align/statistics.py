@@ -72,16 +72,19 @@ class Statistics:
         """Column means of ``modality`` (float64)."""
         return self.sums[modality] / self.count
 
+    def product(self, a: str, b: str) -> np.ndarray:
+        """``P_ab = X_a^T X_b`` (float64), whichever of the two blocks is stored."""
+        return self.products[(a, b)] if (a, b) in self.products else self.products[(b, a)].T
+
     def centred(self, a: str, b: str, center: bool = True) -> np.ndarray:
         """``(X_a - 1 mean_a^T)^T (X_b - 1 mean_b^T) = P_ab - n mean_a mean_b^T`` (``P_ab`` itself
         without ``center``), float64."""
-        product = self.products[(a, b)] if (a, b) in self.products else self.products[(b, a)].T
+        product = self.product(a, b)
         return product - self.count * np.outer(self.mean(a), self.mean(b)) if center else product
 
     def covariance(self, a: str, b: str) -> np.ndarray:
         """Cross-covariance ``P_ab / n - mean_a mean_b^T`` (float64), as :func:`linalg.covariance`."""
-        product = self.products[(a, b)] if (a, b) in self.products else self.products[(b, a)].T
-        return product / self.count - np.outer(self.mean(a), self.mean(b))
+        return self.product(a, b) / self.count - np.outer(self.mean(a), self.mean(b))
 
     # -- as arrays: estimator state and files -------------------------------------------
     def to_state(self) -> dict[str, np.ndarray]:
@@ -122,12 +125,15 @@ class Statistics:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 header = json.loads(str(archive["header"]))
-                if header.get("format") != FORMAT:
-                    raise ValueError(f"{path}: not xmodal statistics (format {header.get('format')!r})")
-                return cls.from_state(tuple(header["modalities"]), {k: archive[k] for k in archive.files})
+                arrays = {k: archive[k] for k in archive.files}
         except (OSError, KeyError, json.JSONDecodeError, ValueError) as error:
-            if isinstance(error, ValueError) and str(error).startswith(str(path)):
-                raise
+            raise ValueError(f"{path}: cannot read statistics ({error})") from None
+        found = header.get("format") if isinstance(header, dict) else None
+        if found != FORMAT:
+            raise ValueError(f"{path}: not xmodal statistics (format {found!r})")
+        try:
+            return cls.from_state(tuple(header["modalities"]), arrays)
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: cannot read statistics ({error})") from None
 
 

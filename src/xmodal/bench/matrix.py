@@ -210,13 +210,15 @@ class MatrixBench:
         """One row per ordered pair, then per fused query: its chance R@10, then one
         R@1/R@5/R@10 column per aligner."""
         columns = ["query -> gallery", "chance R@10", *(r.aligner for r in self.results)]
-        pairs = list(dict.fromkeys(p for r in self.results for p in r.pairs))
-        labels = {f"{q} -> {g}": [r.cell(q, g) for r in self.results] for q, g in pairs}
-        fused = list(dict.fromkeys(f for r in self.results for f in r.fused))
-        for combo, gallery, fusion in fused:
+        rows = []
+        for q, g in dict.fromkeys(p for r in self.results for p in r.pairs):
+            route = _route((q,), g)
+            rows.append([route, f"{self.chance[route]:.1f}", *(r.cell(q, g) for r in self.results)])
+        for combo, gallery, fusion in dict.fromkeys(f for r in self.results for f in r.fused):
+            route = _route(combo, gallery)
             cells = [_cell(r.fused.get((combo, gallery, fusion))) for r in self.results]
-            labels[f"{'+'.join(combo)} -> {gallery} (fused: {fusion})"] = cells
-        return columns, [[label, f"{self.chance[label.partition(' (')[0]]:.1f}", *c] for label, c in labels.items()]
+            rows.append([f"{route} (fused: {fusion})", f"{self.chance[route]:.1f}", *cells])
+        return columns, rows
 
     def timing(self) -> str:
         runs = ", ".join(f"{r.aligner} fit {r.fit_seconds:.1f} s + eval {r.eval_seconds:.1f} s" for r in self.results)
@@ -336,13 +338,18 @@ def _chance_levels(test: ModalityEmbeddings, results: list[MatrixResult]) -> dic
     for q, g in dict.fromkeys(p for r in results for p in r.pairs):
         items = test.complete_items([q, g])
         rows = {m: np.isin(test.items[m], items) for m in (q, g)}
-        chance[f"{q} -> {g}"] = chance_recall(test.items[q][rows[q]], test.items[g][rows[g]], KS[-1])
+        chance[_route((q,), g)] = chance_recall(test.items[q][rows[q]], test.items[g][rows[g]], KS[-1])
     for combo, gallery, _ in dict.fromkeys(f for r in results for f in r.fused):
         items = test.complete_items([*combo, gallery])
         item_of_row, _ = test.slot_rows(combo, items)
         gallery_items = test.items[gallery][np.isin(test.items[gallery], items)]
-        chance[f"{'+'.join(combo)} -> {gallery}"] = chance_recall(item_of_row, gallery_items, KS[-1])
+        chance[_route(combo, gallery)] = chance_recall(item_of_row, gallery_items, KS[-1])
     return chance
+
+
+def _route(queries: tuple[str, ...], gallery: str) -> str:
+    """A table row's name: ``q -> g``, or ``a+b -> g`` for fused queries."""
+    return f"{'+'.join(queries)} -> {gallery}"
 
 
 def write_matrix_results(bench: MatrixBench, json_path: Path, markdown_path: Path, command: str) -> None:
