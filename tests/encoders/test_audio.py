@@ -48,19 +48,24 @@ def test_clips_are_decoded_to_16_khz_mono(clips):
     assert abs(len(samples) / SAMPLE_RATE - info.duration) < 0.01
 
 
+@pytest.mark.data
 @pytest.mark.weights
-def test_bad_audio_is_a_clear_error_naming_the_file(whisper, tmp_path):
+@pytest.mark.parametrize("name", ["whisper-base", "aisfx"])
+def test_bad_audio_is_a_clear_error_naming_the_file(name, models_dir, tuxpaint, tmp_path):
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(SAMPLE_RATE * 2, np.float32), SAMPLE_RATE)
+    placeholder = tuxpaint / STAMPS / "animals/birds/nandou.ogg"  # Tux Paint ships it as 1 s of digital silence
     corrupt = tmp_path / "corrupt.ogg"
     corrupt.write_bytes(b"OggS" + bytes(range(256)) * 8)
+    encoder = get_encoder(name, models_dir=models_dir)
     for path, message in [
         (silent, f"{silent}: the audio is silent"),
+        (placeholder, f"{placeholder}: the audio is silent"),
         (corrupt, f"cannot read audio {corrupt}"),
         (tmp_path / "gone.ogg", f"audio file not found: {tmp_path / 'gone.ogg'}"),
     ]:
         with pytest.raises(EncoderError, match=message.replace(".", r"\.")):
-            whisper.encode([str(path)])
+            encoder.encode([str(path)])
 
 
 @pytest.mark.data
