@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test,dev]'
+	$(PIP) -e '.[test,dev,ray]'
 	$(PIP) --no-deps aisfx==0.1.2  # the sound encoder's weights; its own pins (numpy 1.23, librosa) would clash
 	touch $@
 

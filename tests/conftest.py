@@ -95,6 +95,15 @@ def xmodal() -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="session")
+def ray_engine() -> Iterator[Any]:
+    """A real local Ray cluster of two one-CPU workers, started once for the session."""
+    from xmodal.store import RayEngine
+
+    with RayEngine(workers=2) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real datasets (``../shared/data``); their absence stops the run before any test."""
     return DATA_ROOT
