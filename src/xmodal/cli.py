@@ -101,6 +101,17 @@ ModalityOpt = Annotated[
     typer.Option("--modality", help="A modality of the dataset to use (repeat; default: every one it has)."),
 ]
 
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="Where the passes run: local (this process) or ray (a Ray cluster's workers).")
+]
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="--engine ray: a running cluster (ray://HOST:10001); default: start a local one."),
+]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", min=1, help="--engine ray: workers (one CPU each; default: all CPUs).")
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -195,6 +206,44 @@ def encode(
     if out is not None:
         np.save(out, emb)
         console.print(f"wrote {out}")
+
+
+@app.command()
+@_guard
+def shard(
+    dataset: DatasetArg,
+    out: Annotated[Path, typer.Option("--out", help="The folder of the encoded split (resumed if it exists).")],
+    split: Annotated[str, typer.Option("--split")] = "train",
+    encoder: EncoderOpt = None,
+    modality: ModalityOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="Values per shard (one task).")] = 4096,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    data: DataOpt = None,
+    models: ModelsOpt = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+) -> None:
+    """Encode a split out of core: each modality's values into memory-mapped shards, in this
+    process or across a Ray cluster (the same rows either way). `xmodal fit FOLDER` fits on it."""
+    from xmodal.data import load_dataset
+    from xmodal.store import choose_encoders, encode_split, make_engine
+
+    part = load_dataset(dataset, data).split(split)
+    encoders, skipped = choose_encoders(part, _encoder_options(encoder), modality)
+    _note_skipped(skipped)
+    started = time.perf_counter()
+    with make_engine(engine, address=address, workers=workers) as runner:
+        encoded = encode_split(
+            part, encoders, out, engine=runner, shard_rows=shard_rows, batch_size=batch_size, backend=backend,
+            models_dir=models, progress=True,
+        )  # fmt: skip
+    rows = ", ".join(f"{len(s)} {m}" for m, s in encoded.shards.items())
+    console.print(
+        f"{part.name}: {rows} rows in {time.perf_counter() - started:.1f} s ({runner.name} engine) -> {out}",
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -306,6 +355,9 @@ def fit(
             "(least squares, Procrustes, CCA).",
         ),
     ] = False,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     data: DataOpt = None,
     cache: CacheOpt = None,
     models: ModelsOpt = None,
@@ -316,31 +368,69 @@ def fit(
     Two modalities (the dataset's two, or the two --modality names; the first is the one a
     directed preset such as lstsq-t2i maps from) take any aligner; three or more take a head
     (head-linear, ...). Trained aligners stop early on the dataset's dev split, or on a seeded
-    share of the training items when it has none, as in `xmodal bench`.
+    share of the training items when it has none, as in `xmodal bench`. A folder written by
+    `xmodal shard` is fitted out of core (closed-form aligners; --engine runs the passes).
     """
-    from xmodal.align.presets import make_aligner
     from xmodal.data import load_dataset
-    from xmodal.model import fit_model
-    from xmodal.store import EmbeddingStore, choose_encoders
+    from xmodal.store import is_encoded_split
 
-    loaded = load_dataset(dataset, data)
-    encoders, skipped = choose_encoders(loaded, _encoder_options(encoder, text_encoder, image_encoder), modality)
-    _note_skipped(skipped)
-    first, second, *_ = [*encoders, "", ""]
-    model = fit_model(
-        loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
-        backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed, updatable=updatable,
-    )  # fmt: skip
+    if is_encoded_split(dataset):
+        if auto or encoder or text_encoder or image_encoder or split != "train":
+            raise ValueError(
+                f"{dataset} is an encoded split: its encoders and split are fixed, and --auto needs arrays"
+            )
+        model = _fit_encoded(
+            Path(dataset), aligner, modality, engine, address, workers, models, backend, csls_k, updatable
+        )
+    else:
+        if engine != "local" or address or workers:
+            raise ValueError("--engine ray fits a folder written by `xmodal shard`; encode the split with it first")
+        model = _fit_dataset(
+            load_dataset(dataset, data), aligner, split, _encoder_options(encoder, text_encoder, image_encoder),
+            modality, cache, models, backend, csls_k, auto, folds, seed, updatable,
+        )  # fmt: skip
     for warning in model.about.get("warnings", []):
         Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(warning)}")
     if auto:
         chosen = ", ".join(f"{k}={v}" for k, v in model.about["auto"]["chosen"].items())
         console.print(f"--auto: {chosen} by {folds}-fold cross-validation (mean reciprocal rank, both ways)")
     path = model.save(out)
-    rows = "pairs" if len(encoders) == 2 else "rows"
+    rows = "pairs" if len(model.modalities) == 2 else "rows"
     console.print(
-        f"fitted {model.aligner!r} on {model.about['pairs']} {rows} of {', '.join(encoders)} -> {path}", soft_wrap=True
+        f"fitted {model.aligner!r} on {model.about['pairs']} {rows} of {', '.join(model.modalities)} -> {path}",
+        soft_wrap=True,
     )
+
+
+def _fit_dataset(loaded: Any, aligner: str, split: str, given: dict[str, str], modality: list[str] | None,
+                 cache: Path | None, models: Path | None, backend: str, csls_k: int, auto: bool, folds: int,
+                 seed: int, updatable: bool) -> Model:  # fmt: skip
+    from xmodal.align.presets import make_aligner
+    from xmodal.model import fit_model
+    from xmodal.store import EmbeddingStore, choose_encoders
+
+    encoders, skipped = choose_encoders(loaded, given, modality)
+    _note_skipped(skipped)
+    first, second, *_ = [*encoders, "", ""]
+    return fit_model(
+        loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
+        backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed, updatable=updatable,
+    )  # fmt: skip
+
+
+def _fit_encoded(folder: Path, aligner: str, modality: list[str] | None, engine: str, address: str | None,
+                 workers: int | None, models: Path | None, backend: str, csls_k: int, updatable: bool) -> Model:  # fmt: skip
+    from xmodal.align.presets import make_aligner
+    from xmodal.model import fit_encoded
+    from xmodal.store import EncodedSplit, make_engine
+
+    encoded = EncodedSplit.open(folder)
+    first, second, *_ = [*(modality or list(encoded.modalities)), "", ""]
+    with make_engine(engine, address=address, workers=workers) as runner:
+        return fit_encoded(
+            encoded, make_aligner(aligner, pair=(first, second)), modalities=modality, engine=runner, backend=backend,
+            models_dir=models, csls_k=csls_k, updatable=updatable,
+        )  # fmt: skip
 
 
 @app.command()
@@ -528,7 +618,7 @@ def index_build(
     kind: Annotated[
         str,
         typer.Option(
-            "--kind", help=f"FAISS index: {', '.join(INDEX_KINDS)} (auto: exact below 50,000 items, else HNSW)."
+            "--kind", help=f"FAISS index: {', '.join(INDEX_KINDS)} (auto: exact < 50,000, else HNSW; ivfpq: on disk)."
         ),
     ] = "auto",
     gallery: Annotated[

@@ -7,6 +7,7 @@ import pytest
 
 from xmodal.align import Aligner, CCAAligner, IdentityAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner
 from xmodal.align.statistics import Statistics
+from xmodal.store import write_shards
 
 
 def paired(n: int = 600, seed: int = 0) -> dict[str, np.ndarray]:
@@ -88,3 +89,46 @@ def test_statistics_refuse_what_they_cannot_serve():
         IdentityAligner().fit_statistics(Statistics.from_arrays(data))
     with pytest.raises(ValueError, match="statistics need two or more row-paired modalities"):
         Statistics.from_arrays({"text": data["text"], "image": data["image"][:10]})
+
+
+def test_statistics_streamed_from_shards_equal_those_of_the_arrays(tmp_path):
+    data = paired(n=700)
+    shards = {m: write_shards(tmp_path / m, [x[:250], x[250:600], x[600:]]) for m, x in data.items()}
+    streamed = Statistics.from_shards(shards, block_rows=128)  # blocks across shard borders
+    whole = Statistics.from_arrays(data)
+    assert streamed.count == 700 and streamed.modalities == ("text", "image")
+    for key, product in whole.products.items():  # float32 products of 700 rows: rounding of 1e-8 of the scale
+        np.testing.assert_allclose(streamed.products[key], product, rtol=0, atol=1e-6 * np.abs(product).max())
+    for m in data:
+        np.testing.assert_allclose(streamed.sums[m], whole.sums[m], rtol=1e-9, atol=1e-6)
+
+
+def test_rows_pair_shards_of_different_lengths_and_the_aligner_preprocesses_each_block(tmp_path):
+    data = paired(n=300)
+    captions = np.repeat(data["text"], 2, axis=0) + 0.01  # two "captions" per image
+    shards = {
+        "text": write_shards(tmp_path / "text", [captions[:333], captions[333:]]),
+        "image": write_shards(tmp_path / "image", [data["image"]]),
+    }
+    rows = {"text": np.arange(600), "image": np.arange(600) // 2}
+    with pytest.raises(ValueError, match="different lengths"):
+        Statistics.from_shards(shards)
+    for make in ALIGNERS:
+        aligner = make()
+        streamed = aligner.shard_statistics(shards, rows)
+        expected = aligner.statistics({"text": captions, "image": data["image"][rows["image"]]})
+        assert streamed.count == expected.count == 600
+        for key, product in expected.products.items():
+            np.testing.assert_allclose(streamed.products[key], product, rtol=0, atol=1e-6 * np.abs(product).max())
+        fitted = make().fit_statistics(streamed)
+        assert_same_map(fitted, make().fit({"text": captions, "image": data["image"][rows["image"]]}), data)
+
+
+def test_a_ray_cluster_accumulates_the_same_statistics(tmp_path, ray_engine):
+    data = paired(n=900)
+    shards = {m: write_shards(tmp_path / m, [x[i : i + 200] for i in range(0, 900, 200)]) for m, x in data.items()}
+    local = Statistics.from_shards(shards, block_rows=100)
+    ray = Statistics.from_shards(shards, block_rows=100, engine=ray_engine)
+    assert ray.count == local.count == 900
+    for key, product in local.products.items():  # the same blocks in order; BLAS threads may round the last bit
+        np.testing.assert_allclose(ray.products[key], product, rtol=0, atol=1e-7 * np.abs(product).max())

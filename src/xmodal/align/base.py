@@ -22,6 +22,8 @@ import numpy as np
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import check_embeddings, unit_rows
 from xmodal.core.estimator import Estimator, NotFittedError
+from xmodal.store.engine import Engine
+from xmodal.store.shards import Shards
 
 A = TypeVar("A", bound="Aligner")
 Embeddings = Mapping[str, np.ndarray]
@@ -111,9 +113,24 @@ class Aligner(Estimator):
         self._check_statistical()
         return Statistics.from_arrays(self._preprocessed(self._validate_fit_input(embeddings)))
 
-    def fit_statistics(self: A, statistics: Statistics) -> A:
+    def shard_statistics(
+        self,
+        shards: Mapping[str, Shards],
+        rows: Mapping[str, np.ndarray] | None = None,
+        *,
+        engine: Engine | None = None,
+    ) -> Statistics:
+        """:meth:`statistics` of out-of-core rows (:meth:`Statistics.from_shards`: ``rows``
+        pairs them, ``engine`` runs the blocks), in bounded memory."""
+        self._check_statistical()
+        if self.n_modalities is not None and len(shards) != self.n_modalities:
+            raise ValueError(f"{type(self).__name__} aligns {self.n_modalities} modalities, got {list(shards)}")
+        return Statistics.from_shards(shards, rows, preprocess=self._preprocess, engine=engine)
+
+    def fit_statistics(self: A, statistics: Statistics, *, keep: bool = False) -> A:
         """Fit from ``statistics`` (of :meth:`statistics`, or their sum over shards): the same
-        map as :meth:`fit` on all the rows, to rounding; returns self."""
+        map as :meth:`fit` on all the rows, to rounding; with ``keep``, they are kept in
+        ``statistics_`` (saved with the aligner) for :meth:`partial_fit` to add to; returns self."""
         self._check_statistical()
         if self.n_modalities is not None and len(statistics.modalities) != self.n_modalities:
             raise ValueError(
@@ -127,6 +144,8 @@ class Aligner(Estimator):
         except BaseException:
             self._forget()
             raise
+        if keep:
+            self.statistics_ = statistics.to_state()
         return self
 
     def partial_fit(self: A, embeddings: Embeddings) -> A:
@@ -141,9 +160,7 @@ class Aligner(Estimator):
         total = self.statistics(ordered)
         if previous is not None:
             total = Statistics.from_state(self.modalities_, previous) + total
-        self.fit_statistics(total)
-        self.statistics_ = total.to_state()
-        return self
+        return self.fit_statistics(total, keep=True)
 
     def _check_statistical(self) -> None:
         if not self.statistical:

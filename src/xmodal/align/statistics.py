@@ -10,9 +10,11 @@ pairs arriving later) are accumulated by addition and a fit over any number of r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import numpy as np
 from xmodal.align import linalg
 from xmodal.core.arrays import check_embeddings
 from xmodal.core.files import atomic_path
+from xmodal.store.engine import Engine, LocalEngine
+from xmodal.store.shards import Shards
 
 FORMAT = "xmodal-statistics/1"
 
@@ -49,6 +53,41 @@ class Statistics:
             {m: x.sum(axis=0, dtype=np.float64) for m, x in checked.items()},
             {(a, b): linalg.cross_product(checked[a], checked[b]) for a, b in _blocks(names)},
         )
+
+    @classmethod
+    def from_shards(
+        cls,
+        shards: Mapping[str, Shards],
+        rows: Mapping[str, np.ndarray] | None = None,
+        *,
+        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+        engine: Engine | None = None,
+        block_rows: int = linalg.PRODUCT_BLOCK_ROWS,
+    ) -> Statistics:
+        """The statistics of out-of-core rows, one block of ``block_rows`` in memory at a time.
+
+        ``rows[m]`` pairs the rows: training row ``i`` is row ``rows[m][i]`` of ``shards[m]``
+        (e.g. every caption with its image); without ``rows``, the shard folders are row-paired
+        and of one length. ``preprocess`` (an aligner's row preprocessing) is applied to each
+        block first. Each block is a task of ``engine`` (default: this process), whose
+        workers open the folders by path; the blocks' statistics are summed in block order, so
+        either engine gives the same sums."""
+        names = tuple(shards)
+        if rows is None:
+            lengths = {m: len(s) for m, s in shards.items()}
+            if len(set(lengths.values())) != 1:
+                raise ValueError(f"shard folders of different lengths {lengths} need the rows that pair them")
+            rows = {m: np.arange(len(shards[m]), dtype=np.int64) for m in names}
+        if set(rows) != set(names) or len({len(r) for r in rows.values()}) != 1:
+            raise ValueError(f"rows must pair every modality of {list(names)} with as many rows each")
+        n = len(rows[names[0]])
+        if n == 0:
+            raise ValueError("statistics of no rows: the shards hold no pairs")
+        tasks = [
+            {m: np.asarray(rows[m][start : start + block_rows]) for m in names} for start in range(0, n, block_rows)
+        ]
+        setup = functools.partial(_open_shards, {m: str(s.folder) for m, s in shards.items()}, preprocess)
+        return functools.reduce(operator.add, (engine or LocalEngine()).map(setup, _block_statistics, tasks))
 
     @property
     def dims(self) -> dict[str, int]:
@@ -135,6 +174,19 @@ class Statistics:
             return cls.from_state(tuple(header["modalities"]), arrays)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: cannot read statistics ({error})") from None
+
+
+Opened = tuple[dict[str, Shards], Callable[[np.ndarray], np.ndarray] | None]
+
+
+def _open_shards(folders: Mapping[str, str], preprocess: Callable[[np.ndarray], np.ndarray] | None) -> Opened:
+    return {m: Shards(folder) for m, folder in folders.items()}, preprocess
+
+
+def _block_statistics(opened: Opened, rows: Mapping[str, np.ndarray]) -> Statistics:
+    shards, preprocess = opened
+    blocks = {m: shards[m].take(r, verify=True) for m, r in rows.items()}
+    return Statistics.from_arrays({m: preprocess(x) for m, x in blocks.items()} if preprocess else blocks)
 
 
 def _blocks(names: tuple[str, ...] | tuple[int, ...]) -> list[tuple]:

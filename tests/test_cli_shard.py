@@ -1,0 +1,77 @@
+"""`xmodal shard` and `xmodal fit FOLDER`: a split encoded out of core, in this process or on
+a Ray cluster, fits the model that the split itself fits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from xmodal.model import Model
+
+
+def manifest(path, n: int = 300, seed: int = 0):
+    """Precomputed text and image vectors with a planted linear relation, two captions per item."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 150))  # full rank: every map is well posed
+    text_map, image_map = rng.normal(size=(150, 140)), rng.normal(size=(150, 160))
+    header = {"xmodal": "manifest", "modalities": {"text": "vector", "image": "vector"}}
+    lines = [json.dumps(header)]
+    for i in range(n):
+        captions = [(latent[i] @ text_map + 0.1 * rng.normal(size=140)).tolist() for _ in range(2)]
+        image = (latent[i] @ image_map + 0.1 * rng.normal(size=160)).tolist()
+        lines.append(json.dumps({"id": str(i), "split": "train", "text": captions, "image": image}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def probe_map(path) -> np.ndarray:
+    return Model.load(path).transform(np.random.default_rng(1).normal(size=(7, 140)), "text")
+
+
+def test_a_sharded_split_fits_the_model_of_the_split_on_either_engine(tmp_path, xmodal, ray_engine):
+    data = manifest(tmp_path / "m.jsonl")
+    sharded = xmodal("shard", data, "--out", tmp_path / "enc", "--shard-rows", 64)
+    assert sharded.exit_code == 0, sharded.output
+    assert "600 text, 300 image rows" in sharded.output
+    for aligner in ("cca-128-weighted", "procrustes-t2i", "lstsq-t2i"):
+        direct = xmodal("fit", data, "--aligner", aligner, "--out", tmp_path / "direct.npz", "--cache", tmp_path / "c",
+                        "--updatable")  # fmt: skip
+        assert direct.exit_code == 0, direct.output
+        expected = Model.load(tmp_path / "direct.npz")
+        for engine in (["--engine", "local"], ["--engine", "ray", "--workers", "2"]):
+            fitted = xmodal("fit", tmp_path / "enc", "--aligner", aligner, "--out", tmp_path / "s.npz", "--updatable",
+                            *engine)  # fmt: skip
+            assert fitted.exit_code == 0, fitted.output
+            assert "on 600 pairs of text, image" in fitted.output
+            model = Model.load(tmp_path / "s.npz")
+            for key, value in expected.aligner.statistics_.items():  # the same sums of the same pairs
+                scale = np.abs(value).max()
+                np.testing.assert_allclose(model.aligner.statistics_[key], value, rtol=0, atol=1e-6 * scale)
+            mapped, reference = probe_map(tmp_path / "s.npz"), probe_map(tmp_path / "direct.npz")
+            np.testing.assert_allclose(mapped, reference, atol=1e-5 * np.abs(reference).max())
+    model = Model.load(tmp_path / "s.npz")
+    assert model.about["encoded"] == str(tmp_path / "enc") and model.about["pairs"] == 600
+
+
+def test_sharded_fits_refuse_what_they_cannot_do(tmp_path, xmodal):
+    data = manifest(tmp_path / "m.jsonl", n=60)
+    assert xmodal("shard", data, "--out", tmp_path / "enc", "--shard-rows", 16).exit_code == 0
+    out = ["--out", tmp_path / "x.npz"]
+
+    def error(*args):
+        result = xmodal(*args)
+        assert result.exit_code == 2, result.output
+        return " ".join(result.output.split())
+
+    assert "--auto needs arrays" in error("fit", tmp_path / "enc", "--auto", *out)
+    assert "HeadAligner is not fitted from statistics" in error("fit", tmp_path / "enc", "--aligner", "head-linear", *out)
+    assert "encode the split with it first" in error("fit", data, "--engine", "ray", *out)
+    assert "unknown engine 'spark'" in error("shard", data, "--out", tmp_path / "e2", "--engine", "spark")
+    shard = tmp_path / "enc" / "image" / "000001.npy"
+    damaged = bytearray(shard.read_bytes())
+    damaged[-3] ^= 0x10
+    shard.write_bytes(bytes(damaged))
+    assert f"shard{shard}iscorrupt" in error("fit", tmp_path / "enc", *out).replace(" ", "")
+    (tmp_path / "enc" / "encoding.json").write_text("{}")
+    assert "is not an xmodal-encoded/1 description" in error("fit", tmp_path / "enc", *out)
