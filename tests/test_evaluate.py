@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval, ranks, recall_metrics
+from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval, ranks, recall_metrics, streamed_ranks
 from xmodal.retrieval import Scorer, pairwise
 
 # 3 queries x 4 gallery items; query i is relevant to the gallery item with the same label.
@@ -235,3 +235,34 @@ def test_chance_recall_matches_a_random_ranking():
     assert chance_recall(queries, gallery, 60) == 100.0  # k beyond the gallery finds everything
     with pytest.raises(ValueError, match="k must be >= 1"):
         chance_recall(queries, gallery, 0)
+
+
+def blocks_of(x: np.ndarray, size: int):
+    return lambda: (x[i : i + size] for i in range(0, len(x), size))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+@pytest.mark.parametrize("csls_k", [0, 1, 10])
+def test_streamed_ranks_equal_the_in_memory_ranks(metric, csls_k):
+    rng = np.random.default_rng(3)
+    images = rng.standard_normal((120, 16)).astype(np.float32)
+    captions = np.repeat(images, 5, axis=0) * 0.4 + rng.standard_normal((600, 16)).astype(np.float32)
+    c_items, i_items = np.arange(600) // 5, np.arange(120)
+    for q, g, ql, gl in ((captions, images, c_items, i_items), (images, captions, i_items, c_items)):
+        expected = ranks(Scorer(q, g, metric=metric, csls_k=csls_k), ql, gl)
+        streamed = streamed_ranks(blocks_of(q, 77), blocks_of(g, 50), ql, gl, metric=metric, csls_k=csls_k)
+        np.testing.assert_array_equal(streamed, expected)
+        assert expected.min() == 1 and expected.max() > 10  # a real ranking, neither perfect nor constant
+
+
+def test_streamed_ranks_refuse_what_does_not_add_up():
+    x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    labels = np.arange(10)
+    with pytest.raises(ValueError, match="the gallery yields 10 rows for 11 labels"):
+        streamed_ranks(blocks_of(x, 4), blocks_of(x, 4), labels, np.arange(11))
+    with pytest.raises(ValueError, match="2 queries have no relevant gallery item"):
+        streamed_ranks(blocks_of(x, 4), blocks_of(x, 4), labels + 2, labels)
+    bad = x.copy()
+    bad[6, 1] = np.nan
+    with pytest.raises(ValueError, match="scores contain NaN"):
+        streamed_ranks(blocks_of(bad, 4), blocks_of(x, 4), labels, labels, metric="dot")

@@ -487,18 +487,24 @@ def evaluate(
 ) -> None:
     """Evaluate a model with its encoders and scoring: R@1/5/10, median and mean rank.
 
-    Every ordered pair of its modalities (text and image: both directions, t2i/ and i2t/)."""
+    Every ordered pair of its modalities (text and image: both directions, t2i/ and i2t/). A
+    folder written by `xmodal shard` is evaluated out of core (the same ranks)."""
     from xmodal.data import load_dataset
-    from xmodal.store import EmbeddingStore
+    from xmodal.store import EmbeddingStore, EncodedSplit, is_encoded_split
 
     model = _load_model(model_file, _encoder_options(encoder, text_encoder, image_encoder), backend, csls_k)
-    part = load_dataset(dataset, data).split(split)
-    metrics = _evaluate_model(model, part, EmbeddingStore(cache), models)
+    if is_encoded_split(dataset):
+        from xmodal.model import evaluate_encoded
+
+        metrics, name = evaluate_encoded(model, EncodedSplit.open(dataset)), dataset
+    else:
+        part = load_dataset(dataset, data).split(split)
+        metrics, name = _evaluate_model(model, part, EmbeddingStore(cache), models), f"{dataset}/{split}"
     if as_json:
         print(json.dumps(metrics, indent=1))
         return
     scoring = f" + CSLS k={model.csls_k}" if model.csls_k else ""
-    table = Table(title=f"{dataset}/{split}: {model_file.name} ({', '.join(model.encoder_names().values())}){scoring}")
+    table = Table(title=f"{name}: {model_file.name} ({', '.join(model.encoder_names().values())}){scoring}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():

@@ -18,15 +18,18 @@ of a gallery; its protocol is in its docstring.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from xmodal.core.arrays import check_embeddings, check_int
+from xmodal.core.arrays import check_embeddings, check_int, unit_rows
 from xmodal.core.config import DEFAULT_METRIC
+from xmodal.retrieval.csls import csls
 from xmodal.retrieval.fusion import fused_scorer
-from xmodal.retrieval.similarity import Scores, default_chunk_size
+from xmodal.retrieval.similarity import Scores, default_chunk_size, similarity_block
+
+Blocks = Callable[[], Iterable[np.ndarray]]  # yields the rows in consecutive blocks, from the first, on every call
 
 
 class _DenseScores:
@@ -70,6 +73,79 @@ def ranks(scorer: Scores | np.ndarray, query_labels: np.ndarray, gallery_labels:
         best = np.where(relevant, s, -np.inf).max(axis=1, keepdims=True)
         out[rows] = 1 + ((s >= best) & ~relevant).sum(axis=1)
     return out
+
+
+def streamed_ranks(
+    queries: Blocks,
+    gallery: Blocks,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    *,
+    metric: str = DEFAULT_METRIC,
+    csls_k: int = 0,
+) -> np.ndarray:
+    """:func:`ranks` of ``Scorer(queries, gallery, metric, csls_k)`` with both sides out of core:
+    ``queries()`` and ``gallery()`` yield their rows block by block (e.g. shards mapped into the
+    shared space), read again for each pass. Memory is one block of scores, plus ``csls_k``
+    values per query and per gallery item for CSLS (whose neighbourhoods are, as in
+    :class:`~xmodal.retrieval.Scorer`, the gallery for a query and the queries for a gallery item)."""
+    q_labels = np.asarray(query_labels)
+    g_labels = np.asarray(gallery_labels)
+    csls_k = check_int(csls_k, "csls_k", minimum=0)
+    orphan = ~np.isin(q_labels, g_labels)
+    if orphan.any():
+        raise ValueError(
+            f"{int(orphan.sum())} queries have no relevant gallery item (first: query {int(np.argmax(orphan))})"
+        )
+
+    def blocks() -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """``(query rows, gallery columns, raw scores)`` over every pair of blocks."""
+        q_start = 0
+        for q in queries():
+            q = unit_rows(q) if metric == "cosine" else q
+            g_start = 0
+            for g in gallery():
+                g = unit_rows(g) if metric == "cosine" else g
+                yield slice(q_start, q_start + len(q)), slice(g_start, g_start + len(g)), similarity_block(q, g, metric)
+                g_start += len(g)
+            if g_start != len(g_labels):
+                raise ValueError(f"the gallery yields {g_start} rows for {len(g_labels)} labels")
+            q_start += len(q)
+        if q_start != len(q_labels):
+            raise ValueError(f"the queries yield {q_start} rows for {len(q_labels)} labels")
+
+    adjust = _streamed_csls(blocks, len(q_labels), len(g_labels), csls_k) if csls_k else None
+
+    def scored() -> Iterator[tuple[slice, slice, np.ndarray, np.ndarray]]:
+        for rows, cols, s in blocks():
+            if np.isnan(s).any():
+                raise ValueError(f"scores contain NaN (first: query {rows.start + int(np.argmax(np.isnan(s).any(1)))})")
+            s = csls(s, adjust[0][rows], adjust[1][cols]) if adjust is not None else s
+            yield rows, cols, s, q_labels[rows, None] == g_labels[None, cols]
+
+    best = np.full(len(q_labels), -np.inf, dtype=np.float32)
+    for rows, _, s, relevant in scored():
+        best[rows] = np.maximum(best[rows], np.where(relevant, s, -np.inf).max(axis=1))
+    out = np.ones(len(q_labels), dtype=np.int64)
+    for rows, _, s, relevant in scored():
+        out[rows] += ((s >= best[rows, None]) & ~relevant).sum(axis=1)
+    return out
+
+
+def _streamed_csls(
+    blocks: Callable[[], Iterator[tuple[slice, slice, np.ndarray]]], n_queries: int, n_gallery: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(r_gallery per query, r_reference per gallery item)``: the mean of the ``k`` largest
+    scores of each query row and of each gallery column, kept block by block."""
+    k_row, k_col = min(k, n_gallery), min(k, n_queries)
+    rows_top = np.full((n_queries, k_row), -np.inf, dtype=np.float32)
+    cols_top = np.full((k_col, n_gallery), -np.inf, dtype=np.float32)
+    for rows, cols, s in blocks():
+        both = np.concatenate([rows_top[rows], s], axis=1)
+        rows_top[rows] = np.partition(both, both.shape[1] - k_row, axis=1)[:, -k_row:]
+        both = np.concatenate([cols_top[:, cols], s], axis=0)
+        cols_top[:, cols] = np.partition(both, both.shape[0] - k_col, axis=0)[-k_col:]
+    return np.sort(rows_top, axis=1).mean(axis=1), np.sort(cols_top, axis=0).mean(axis=0)
 
 
 def recall_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

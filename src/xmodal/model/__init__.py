@@ -2,13 +2,15 @@
 that fits it from a dataset."""
 
 from xmodal.model.artifact import EncoderMismatchError, EncoderRecord, Model
-from xmodal.model.fitting import TrainingSet, fit_encoded, fit_model, pair_training_set, update_model
+from xmodal.model.encoded import evaluate_encoded, fit_encoded
+from xmodal.model.fitting import TrainingSet, fit_model, pair_training_set, update_model
 
 __all__ = [
     "EncoderMismatchError",
     "EncoderRecord",
     "Model",
     "TrainingSet",
+    "evaluate_encoded",
     "fit_encoded",
     "fit_model",
     "pair_training_set",

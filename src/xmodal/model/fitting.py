@@ -25,9 +25,7 @@ from xmodal.model.artifact import Model
 from xmodal.model.selection import DEFAULT_FOLDS, cross_validate, small_data_warning
 from xmodal.store import (
     EmbeddingStore,
-    EncodedSplit,
     EncoderLike,
-    Engine,
     ModalityEmbeddings,
     SplitEmbeddings,
     embed_modalities,
@@ -218,46 +216,6 @@ def fit_model(
     if selection is not None:
         about["auto"] = selection.to_json()
     return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
-
-
-def fit_encoded(
-    encoded: EncodedSplit,
-    aligner: Aligner,
-    *,
-    modalities: Sequence[str] | None = None,
-    engine: Engine | None = None,
-    backend: str = DEFAULT_BACKEND,
-    models_dir: str | Path | None = None,
-    metric: str = DEFAULT_METRIC,
-    csls_k: int = DEFAULT_CSLS_K,
-    updatable: bool = False,
-) -> Model:
-    """Fit a closed-form ``aligner`` on every pair of values of the same item of two
-    ``modalities`` (default: the split's two) of an encoded split, streamed from its shards
-    (:meth:`~xmodal.align.Aligner.shard_statistics`; ``engine`` runs the blocks): the pairs
-    :func:`fit_model` fits on, in ``O(d^2)`` memory. ``updatable`` keeps the statistics."""
-    if not aligner.statistical:
-        raise ValueError(
-            f"{type(aligner).__name__} is not fitted from statistics: an encoded split fits least squares, "
-            "Procrustes and CCA (fit heads on the dataset itself)"
-        )
-    first, second = _two_modalities(tuple(modalities or encoded.modalities))
-    built = {m: resolve_encoder(encoded.encoders[m], backend, models_dir) for m in (first, second)}
-    for m, encoder in built.items():
-        encoded.check_encoder(m, encoder)
-    rows_first, rows_second = encoded.pair_rows(first, second)
-    shards = {first: encoded.shards[first], second: encoded.shards[second]}
-    statistics = aligner.shard_statistics(shards, {first: rows_first, second: rows_second}, engine=engine)
-    aligner.fit_statistics(statistics, keep=updatable)
-    about = {"dataset": encoded.about.get("dataset", ""), "encoded": str(encoded.folder), "pairs": statistics.count,
-             "validation": "none"}  # fmt: skip
-    return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
-
-
-def _two_modalities(modalities: tuple[str, ...]) -> tuple[str, str]:
-    if len(modalities) != 2:
-        raise ValueError(f"a closed-form aligner aligns two modalities; name two of {', '.join(modalities)}")
-    return modalities[0], modalities[1]
 
 
 def update_model(
