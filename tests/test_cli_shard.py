@@ -86,3 +86,30 @@ def test_sharded_fits_refuse_what_they_cannot_do(tmp_path, xmodal):
     assert f"shard{shard}iscorrupt" in error("fit", tmp_path / "enc", *out).replace(" ", "")
     (tmp_path / "enc" / "encoding.json").write_text("{}")
     assert "is not an xmodal-encoded/1 description" in error("fit", tmp_path / "enc", *out)
+
+
+def test_a_sample_of_an_encoded_split_holds_whole_items_and_the_analysis_measures_it(tmp_path, xmodal):
+    from xmodal.data import load_dataset
+    from xmodal.store import EncodedSplit
+
+    data = manifest(tmp_path / "m.jsonl")
+    assert xmodal("shard", data, "--out", tmp_path / "enc", "--shard-rows", 64).exit_code == 0
+    encoded = EncodedSplit.open(tmp_path / "enc")
+    sample = encoded.sample("text", "image", 30, seed=5)
+    assert len(sample.image) == 30 and len(sample.text) == 60  # whole items: both captions of each
+    train = load_dataset(str(data)).split("train")
+    vectors = {m: train.vectors[m][np.asarray(train.flatten(m).values, dtype=np.int64)] for m in ("text", "image")}
+    chosen = [int(np.flatnonzero((vectors["image"] == row).all(axis=1))[0]) for row in sample.image]
+    assert chosen == sorted(chosen)
+    for t_row, i_row in zip(*sample.pair_rows()):  # every caption sits with its own image
+        caption = int(np.flatnonzero((vectors["text"] == sample.text[t_row]).all(axis=1))[0])
+        assert caption // 2 == chosen[sample.image_items[i_row]]
+    np.testing.assert_array_equal(encoded.sample("text", "image", 30, seed=5).text, sample.text)
+    assert not np.array_equal(encoded.sample("text", "image", 30, seed=6).text, sample.text)
+    fitted = xmodal("fit", tmp_path / "enc", "--aligner", "lstsq-t2i", "--out", tmp_path / "s.npz")
+    assert fitted.exit_code == 0, fitted.output
+    analysed = xmodal("analyze", tmp_path / "enc", "--model", tmp_path / "s.npz", "--limit", 50)
+    assert analysed.exit_code == 0, analysed.output
+    assert "50 sampled items" in " ".join(analysed.output.split()) and "CKA" in analysed.output
+    refused = xmodal("analyze", tmp_path / "enc")
+    assert refused.exit_code == 2 and "(--model)" in refused.output

@@ -1010,8 +1010,13 @@ def analyze(
     from xmodal.analysis.report import DEFAULT_ANALYSIS_ALIGNERS
     from xmodal.analysis.report import analyze as analyze_dataset
     from xmodal.data import load_dataset
-    from xmodal.store import EmbeddingStore, choose_encoders
+    from xmodal.store import EmbeddingStore, choose_encoders, is_encoded_split
 
+    if is_encoded_split(dataset):
+        if model_file is None or aligner or learned:
+            raise ValueError(f"{dataset} is an encoded split: measure a fitted model's space on it (--model)")
+        _analyze_encoded(Path(dataset), _load_model(model_file, {}, backend, None), modality, limit or 1000, seed)
+        return
     loaded = load_dataset(dataset, data)
     given = _encoder_options(encoder, text_encoder, image_encoder)
     fitted = [] if model_file is None else [_load_model(model_file, given, backend, None)]
@@ -1040,6 +1045,29 @@ def analyze(
         table.add_row(name, *(f"{row[c]:.3f}" for c in columns), f"{row['mean R@10']:.1f}")
     console.print(table)
     console.print(f"report: {out / 'report.html'} ({result.seconds['total']:.1f} s)")
+
+
+def _analyze_encoded(folder: Path, model: Model, modality: list[str] | None, n_items: int, seed: int) -> None:
+    """The geometry of ``model``'s space on a seeded sample of an encoded split's items."""
+    import numpy as np
+
+    from xmodal.analysis.compare import gap_row
+    from xmodal.store import EncodedSplit, SplitEmbeddings
+
+    first, second = modality or sorted(model.modalities, key=lambda m: m == "image")
+    sample = EncodedSplit.open(folder).sample(first, second, n_items, seed)
+    mapped = SplitEmbeddings(
+        model.transform(sample.text, first), model.transform(sample.image, second), sample.text_items,
+        sample.image_items,
+    )  # fmt: skip
+    row = gap_row(mapped, seed=seed)
+    n = len(np.unique(sample.image_items))
+    table = Table(title=f"{folder}: geometry of the model's space on {n} sampled items (seed {seed})")
+    for column in ("measure", "value"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for name, value in row.items():
+        table.add_row(name, f"{value:.3f}")
+    console.print(table)
 
 
 def _command() -> str:

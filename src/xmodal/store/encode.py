@@ -33,6 +33,7 @@ from xmodal.core.files import atomic_path, write_text_atomic
 from xmodal.data import PairedDataset
 from xmodal.data.dataset import pair_rows
 from xmodal.encoders import VECTOR_ENCODER, Encoder, EncoderError, get_encoder
+from xmodal.store.embeddings import SplitEmbeddings
 from xmodal.store.engine import Engine, LocalEngine
 from xmodal.store.shards import MANIFEST, ShardError, Shards, ShardWriter, write_shards
 
@@ -134,6 +135,20 @@ class EncodedSplit:
             if m not in self.shards:
                 raise ValueError(f"{self.folder} has no modality {m!r}; it has {', '.join(self.shards)}")
         return pair_rows(self.items[first], self.items[second])
+
+    def sample(self, first: str, second: str, n_items: int, seed: int = 0) -> SplitEmbeddings:
+        """The rows of ``n_items`` items drawn (seeded) from those with both modalities, in
+        memory as a :class:`SplitEmbeddings` (``first`` as its text, ``second`` as its image;
+        items renumbered from 0): what analyses measure, read without loading the split."""
+        self.pair_rows(first, second)  # both modalities exist
+        both = np.intersect1d(self.items[first], self.items[second])
+        chosen = np.sort(np.random.default_rng(seed).choice(both, size=min(n_items, len(both)), replace=False))
+        rows = {m: np.flatnonzero(np.isin(self.items[m], chosen)) for m in (first, second)}
+        items = {m: np.searchsorted(chosen, self.items[m][rows[m]]) for m in rows}
+        return SplitEmbeddings(
+            self.shards[first].take(rows[first], verify=True), self.shards[second].take(rows[second], verify=True),
+            items[first], items[second],
+        )  # fmt: skip
 
     @classmethod
     def open(cls, folder: str | Path) -> EncodedSplit:
