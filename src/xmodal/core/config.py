@@ -29,7 +29,7 @@ DEFAULT_ALIGNER = "cca-256-weighted"
 DEFAULT_METRIC = "cosine"
 DEFAULT_CSLS_K = 10  # CSLS neighbourhood of a fitted model's scoring (0: plain similarity)
 FUSIONS = ("mean", "score")  # how queries of several modalities combine
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 
 
 def default_data_root() -> Path:

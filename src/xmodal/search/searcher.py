@@ -212,7 +212,7 @@ class Searcher:
         rows = rows[rows >= 0]
         total = np.zeros(len(rows), np.float32)
         for q, (top, _) in zip(vectors, found):
-            cosine = self.storage.embeddings[rows] @ q[0]
+            cosine = self.storage.take(rows) @ q[0]
             total += csls_scores(cosine[None], top_k_mean(top, csls_k), self._hubness_of(rows))[0] if csls else cosine
         order = np.lexsort((rows, -total))[:k]
         return self._hits(rows[order], total[order])

@@ -19,6 +19,26 @@ rename of ``CURRENT`` switches readers to it::
     reference.npy    the captions of a gallery of files in the shared space: the reference
                      queries of CSLS (present when the items have captions)
 
+    An ``ivfpq`` index (:mod:`xmodal.search.ivfpq`, for galleries beyond memory) holds, in
+    place of ``embeddings.npy`` and ``faiss.index``:
+
+    vectors/         the gallery rows as a shard folder (:mod:`xmodal.store.shards`), memory-
+                     mapped on load; a save hard-links the shards of the generation it was
+                     loaded from (they never change) and writes the new rows as new shards
+    ivfpq.json       the IVF-PQ's parameters, the fingerprint of ``vectors/`` and the size and
+                     SHA-256 of the two files below
+    ivfpq.index      the trained quantizers and the directory of the inverted lists
+    ivfpq.ivfdata    the inverted lists (PQ codes and ids), memory-mapped on load
+
+    Loading it checks the SHA-256 of the small files (the manifest's ``files``: model, items,
+    reference, ``ivfpq.json``, ``ivfpq.index``), the size of ``ivfpq.ivfdata``, and each shard's
+    header and size; the SHA-256 of the lists and of the shards (``vectors/shards.json``) are
+    checked by :meth:`~xmodal.search.ivfpq.IvfPqIndex.verify` and whenever the shards are read
+    in full (a retraining), not on every load. ``index add`` encodes new rows with the trained
+    quantizers until the gallery outgrows twice the rows they were trained for, then trains
+    again on all rows (:meth:`~xmodal.search.ivfpq.IvfPqIndex.add`). Searches read only the
+    candidates' rows; CSLS reads every row once (the gallery's hubness statistics).
+
     manifest.json           a copy of the current generation's manifest, for people
     .lock                   writers hold it (``flock``), from loading to switching
 
@@ -35,6 +55,7 @@ import re
 import shutil
 import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +69,10 @@ from xmodal.core.config import INDEX_KINDS
 from xmodal.core.files import exclusive_lock, file_digest, fsync_folder, write_text_atomic
 from xmodal.model import Model
 from xmodal.search.gallery import IndexItem
+from xmodal.search.ivfpq import LISTS as IVFPQ_LISTS
+from xmodal.search.ivfpq import IvfPqError, IvfPqIndex
+from xmodal.store.shards import MANIFEST as SHARDS_MANIFEST
+from xmodal.store.shards import Shards, ShardWriter
 
 FORMAT = "xmodal-index/2"
 FAILPOINT_ENV = "XMODAL_FAILPOINT"  # fault tests: "index-save:STAGE" makes a save SIGKILL its process there
@@ -58,6 +83,9 @@ MANIFEST_FIELDS = {"format": str, "modality": str, "count": int, "kind": str, "f
 ANN_THRESHOLD = 50_000  # "auto" switches from exact search to HNSW at this many rows
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 384  # recall@10 0.978 on 1M vectors (benchmarks/ann.py)
 IVF_PROBE_SHARE = 8  # IVF searches 1/8 of its lists (recall@10 0.93 on 300k vectors of benchmarks/ann.py)
+VECTORS = "vectors"  # ivfpq: the gallery rows, a shard folder
+VECTORS_ABOUT = {"rows": "the gallery rows of an xmodal index, in its model's shared space"}
+SHARD_ROWS = 1 << 20  # ivfpq: rows per shard a save writes
 
 
 def resolve_kind(kind: str, n_rows: int) -> str:
@@ -134,14 +162,32 @@ class IndexStorage:
         self.caption_modality = caption_modality if caption_modality in model.modalities else None
         self.kind = kind
         self.items: list[IndexItem] = []
-        self.embeddings = np.zeros((0, 0), np.float32)
+        self._embeddings = np.zeros((0, 0), np.float32)
         self.reference = np.zeros((0, 0), np.float32)
         self.faiss_kind = ""
         self._faiss: faiss.Index | None = None
+        self._ivfpq: IvfPqIndex | None = None  # kind ivfpq: the index and the rows (mapped shards + new rows)
         self._rows: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The gallery rows, in memory (an ivfpq index reads them from its shards: see :meth:`take`)."""
+        return self._ivfpq.rows.to_array() if self._ivfpq is not None else self._embeddings
+
+    @embeddings.setter
+    def embeddings(self, rows: np.ndarray) -> None:
+        self._embeddings = rows
+
+    @property
+    def dim(self) -> int:
+        return self._ivfpq.dim if self._ivfpq is not None else int(self._embeddings.shape[1])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The gallery rows numbered ``rows`` (ivfpq: read from the memory-mapped shards)."""
+        return self._ivfpq.rows.take(rows) if self._ivfpq is not None else self._embeddings[rows]
 
     def row(self, item_id: str) -> int:
         """The row of ``item_id``; ``KeyError`` with a clear message if there is none."""
@@ -164,11 +210,18 @@ class IndexStorage:
     def append(self, items: list[IndexItem], rows: np.ndarray, reference: np.ndarray | None) -> None:
         """Add ``items`` with their unit ``rows`` (and captions' ``reference`` rows, if any)."""
         self.check_new(items)
-        self.embeddings = _append(self.embeddings, rows)
+        if self.kind == "ivfpq":  # the rows join the index's row source, not self._embeddings
+            rows = np.ascontiguousarray(rows, dtype=np.float32)
+            self._ivfpq = IvfPqIndex.from_rows(rows) if self._ivfpq is None else self._ivfpq.add(rows)
+            self.faiss_kind = "ivfpq"
+        else:
+            self.embeddings = _append(self.embeddings, rows)
         if reference is not None:
             self.reference = _append(self.reference, reference)
         self._rows.update({item.id: len(self.items) + i for i, item in enumerate(items)})
         self.items += items
+        if self.kind == "ivfpq":
+            return
         kind = resolve_kind(self.kind, len(self.items))
         if self._faiss is None or kind != self.faiss_kind:
             self._faiss, self.faiss_kind = make_faiss_index(self.embeddings, kind), kind
@@ -176,7 +229,10 @@ class IndexStorage:
             self._faiss.add(rows)
 
     def knn(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, rows)`` of the ``k`` gallery rows of highest inner product (:func:`faiss_search`)."""
+        """``(scores, rows)`` of the ``k`` gallery rows of highest inner product (:func:`faiss_search`;
+        ivfpq: :meth:`~xmodal.search.ivfpq.IvfPqIndex.search`, exact scores of its candidates)."""
+        if self._ivfpq is not None:
+            return self._ivfpq.search(queries, k)
         assert self._faiss is not None, "the index is empty"
         return faiss_search(self._faiss, queries, k)
 
@@ -189,13 +245,16 @@ class IndexStorage:
     def manifest(self) -> dict[str, Any]:
         """What the index holds and how it was built (written to ``manifest.json``)."""
         model = self.model.header()
+        ivfpq = {}
+        if self._ivfpq is not None:
+            ivfpq = {"ivfpq": {**asdict(self._ivfpq.params), "trained_for": self._ivfpq.trained_for}}
         return {
             "format": FORMAT,
             "modality": self.modality,
             "gallery_kind": self.gallery_kind,
             "caption_modality": self.caption_modality,
             "count": len(self.items),
-            "dim": int(self.embeddings.shape[1]),
+            "dim": self.dim,
             "kind": self.kind,
             "faiss_index": self.faiss_kind,
             "model": "model.npz",
@@ -205,6 +264,7 @@ class IndexStorage:
             "aligner": {"class": type(self.model.aligner).__name__, "params": self.model.aligner.get_params()},
             "versions": {"xmodal": xmodal.__version__, "faiss": faiss.__version__, "numpy": np.__version__},
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **ivfpq,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -213,7 +273,7 @@ class IndexStorage:
         path = Path(path)
         if path.is_file() or (path.is_dir() and any(path.iterdir()) and not is_index(path)):
             raise ValueError(f"refusing to write an index into {path}: it exists and is not an xmodal index")
-        assert self._faiss is not None, "an empty index cannot be saved"
+        assert self._faiss is not None or self._ivfpq is not None, "an empty index cannot be saved"
         path.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(path):
             generations = path / GENERATIONS
@@ -235,16 +295,22 @@ class IndexStorage:
         return path
 
     def _write_files(self, folder: Path) -> str:
-        """Every file of a generation, flushed, then the manifest with their checksums (returned)."""
-        assert self._faiss is not None, "an empty index cannot be saved"
+        """Every file of a generation, flushed, then the manifest with their checksums (returned;
+        ivfpq: the lists file and the shards are left out, see the module docstring)."""
         self.model.save(folder / "model.npz")
-        np.save(folder / "embeddings.npy", self.embeddings)
-        faiss.write_index(self._faiss, str(folder / "faiss.index"))
+        if self._ivfpq is not None:
+            self._ivfpq.write(folder, self._write_vectors(folder / VECTORS))
+        else:
+            assert self._faiss is not None, "an empty index cannot be saved"
+            np.save(folder / "embeddings.npy", self.embeddings)
+            faiss.write_index(self._faiss, str(folder / "faiss.index"))
         if self.reference.size:
             np.save(folder / "reference.npy", self.reference)
         pq.write_table(_items_table(self.items), folder / "items.parquet")
         files = {}
         for file in sorted(folder.iterdir()):
+            if file.is_dir() or file.name == IVFPQ_LISTS:
+                continue
             with open(file, "rb+") as handle:
                 os.fsync(handle.fileno())
             files[file.name] = file_digest(file)
@@ -254,6 +320,33 @@ class IndexStorage:
             handle.flush()
             os.fsync(handle.fileno())
         return text
+
+    def _write_vectors(self, target: Path) -> Shards:
+        """The ivfpq rows as the shard folder ``target``: hard links to the loaded generation's
+        shards (copies where links fail), then the rows added since, :data:`SHARD_ROWS` a shard."""
+        assert self._ivfpq is not None
+        rows = self._ivfpq.rows
+        target.mkdir()
+        linked = False
+        if rows.shards is not None:
+            try:
+                for file in rows.shards.files:
+                    os.link(file, target / file.name)
+                shutil.copyfile(rows.shards.folder / SHARDS_MANIFEST, target / SHARDS_MANIFEST)
+                linked = True
+            except OSError:  # another file system, or the generation was pruned: copy from the maps
+                shutil.rmtree(target)
+                target.mkdir()
+        about = rows.shards.about if linked and rows.shards is not None else VECTORS_ABOUT
+        writer = ShardWriter(target, rows.dim, about=about, resume=linked)
+        if not linked:
+            for shard in rows.mapped:  # maps opened on load: still readable if their files are gone
+                writer.write(shard)
+        for block in rows.in_memory:
+            for start in range(0, len(block), SHARD_ROWS):
+                writer.write(block[start : start + SHARD_ROWS])
+        fsync_folder(target)
+        return Shards(target)
 
     @classmethod
     def load(
@@ -284,17 +377,29 @@ class IndexStorage:
             gallery_kind=manifest.get("gallery_kind"),  # absent before any modality: image or text
             caption_modality=manifest.get("caption_modality", "text"),
         )
+        ivfpq = manifest["faiss_index"] == "ivfpq"
         try:
-            storage.embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
+            if ivfpq:
+                storage._ivfpq = IvfPqIndex.load(folder, Shards(folder / VECTORS))
+            else:
+                storage.embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
             if (folder / "reference.npy").is_file():
                 storage.reference = np.load(folder / "reference.npy", allow_pickle=False)
             storage.items = _read_items(folder / "items.parquet")
-            storage._faiss = faiss.read_index(str(folder / "faiss.index"))
+            if not ivfpq:
+                storage._faiss = faiss.read_index(str(folder / "faiss.index"))
+        except IvfPqError as error:
+            raise ValueError(str(error)) from None
         except (OSError, ValueError, RuntimeError, pa.ArrowException) as error:
             raise ValueError(f"{folder}: a file of the index cannot be read ({error}); build the index again") from None
         storage._rows = {item.id: row for row, item in enumerate(storage.items)}
         storage.faiss_kind = manifest["faiss_index"]
-        if not len(storage.items) == storage.embeddings.shape[0] == storage._faiss.ntotal == manifest["count"]:
+        if storage._ivfpq is not None:
+            n_rows, n_indexed = len(storage._ivfpq.rows), len(storage._ivfpq)
+        else:
+            assert storage._faiss is not None
+            n_rows, n_indexed = storage.embeddings.shape[0], storage._faiss.ntotal
+        if not len(storage.items) == n_rows == n_indexed == manifest["count"]:
             raise ValueError(
                 f"{path}: items, embeddings and FAISS index disagree on the number of rows; rebuild the index"
             )

@@ -60,6 +60,19 @@ class Shards:
     def n_shards(self) -> int:
         return len(self._entries)
 
+    @property
+    def files(self) -> list[Path]:
+        """The shard files, in row order."""
+        return [self.folder / entry["file"] for entry in self._entries]
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the dimension and each shard's row count and recorded SHA-256: what the
+        rows are, read from the manifest (nothing is hashed)."""
+        digest = hashlib.sha256(f"{self.dim}".encode())
+        for entry in self._entries:
+            digest.update(f"\n{entry['rows']} {entry['sha256']}".encode())
+        return digest.hexdigest()
+
     def shard(self, i: int) -> np.ndarray:
         """Shard ``i``'s rows, memory-mapped read-only."""
         path = self.folder / self._entries[i]["file"]
