@@ -246,7 +246,7 @@ def _corrupt_byte(path):
         (lambda f: os.truncate(f / "ivfpq.ivfdata", 1000), "ivfpq.ivfdata: 1000 bytes, ivfpq.json says"),
         (lambda f: (f / "ivfpq.ivfdata").unlink(), "ivfpq.ivfdata: missing from the IVF-PQ index"),
         (lambda f: (f / "ivfpq.json").unlink(), "ivfpq.json: missing from the IVF-PQ index"),
-        (lambda f: (f / "ivfpq.json").write_text("{"), "ivfpq.json: unreadable"),
+        (lambda f: (f / "ivfpq.json").write_text("{"), "ivfpq.json is unreadable"),
         (lambda f: (f / "ivfpq.json").write_text('{"format": "other"}'), "not an xmodal-ivfpq/1 description"),
     ],
 )

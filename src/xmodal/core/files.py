@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -107,6 +108,17 @@ def exclusive_lock(folder: str | Path) -> Iterator[None]:
             _held[folder] -= 1
             if not _held[folder]:
                 del _held[folder]
+
+
+def read_json(path: str | Path, error: Callable[[str], Exception], missing: str) -> Any:
+    """The JSON value in ``path`` (UTF-8). A missing file raises ``error(missing)``; one that
+    cannot be read or parsed, ``error("PATH is unreadable: WHY")``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as problem:
+        raise error(f"{path} is unreadable: {problem}") from None
 
 
 def file_digest(path: str | Path) -> dict[str, int | str]:

@@ -48,7 +48,7 @@ import faiss
 import numpy as np
 
 from xmodal.core.arrays import check_embeddings, check_int
-from xmodal.core.files import atomic_folder, file_digest, write_text_atomic
+from xmodal.core.files import atomic_folder, file_digest, read_json, write_text_atomic
 from xmodal.store.shards import Shards
 
 FORMAT = "xmodal-ivfpq/1"
@@ -487,12 +487,7 @@ def _spilled(part: Any, path: Path) -> Any:
 
 
 def _read_info(path: Path) -> dict[str, Any]:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IvfPqError(f"{path}: missing from the IVF-PQ index; build the index again") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IvfPqError(f"{path}: unreadable ({error}); build the index again") from None
+    info = read_json(path, IvfPqError, f"{path}: missing from the IVF-PQ index; build the index again")
     fields_ok = isinstance(info, dict) and info.get("format") == FORMAT
     fields_ok = fields_ok and all(isinstance(info.get(key), kind) for key, kind in
                                   (("params", dict), ("count", int), ("dim", int), ("trained_for", int),

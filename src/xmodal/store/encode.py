@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from xmodal.core.arrays import check_int
 from xmodal.core.config import DEFAULT_BACKEND
-from xmodal.core.files import atomic_path, write_text_atomic
+from xmodal.core.files import atomic_path, read_json, write_text_atomic
 from xmodal.data import PairedDataset
 from xmodal.data.dataset import pair_rows
 from xmodal.encoders import VECTOR_ENCODER, Encoder, EncoderError, get_encoder
@@ -154,14 +154,8 @@ class EncodedSplit:
     def open(cls, folder: str | Path) -> EncodedSplit:
         """Read an encoded split (its shards memory-mapped, their headers checked)."""
         folder = Path(folder)
-        try:
-            about = json.loads((folder / ENCODING).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ShardError(
-                f"{folder} is not an encoded split (no {ENCODING}); write one with `xmodal encode`"
-            ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ShardError(f"{folder / ENCODING} is unreadable: {error}") from None
+        missing = f"{folder} is not an encoded split (no {ENCODING}); write one with `xmodal shard`"
+        about = read_json(folder / ENCODING, ShardError, missing)
         if (
             not isinstance(about, dict)
             or about.get("format") != FORMAT

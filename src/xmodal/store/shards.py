@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from xmodal.core.arrays import check_embeddings, check_int
-from xmodal.core.files import atomic_path, write_text_atomic
+from xmodal.core.files import atomic_path, read_json, write_text_atomic
 
 FORMAT = "xmodal-shards/1"
 MANIFEST = "shards.json"
@@ -226,12 +226,7 @@ def write_shards(folder: str | Path, blocks: Iterator[np.ndarray] | Sequence[np.
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ShardError(f"{folder} is not a shard folder (no {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ShardError(f"{path} is unreadable: {error}") from None
+    manifest = read_json(path, ShardError, f"{folder} is not a shard folder (no {MANIFEST})")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardError(f"{path} is not an {FORMAT} manifest")
     shards = manifest.get("shards")
