@@ -802,6 +802,66 @@ LimitOpt = Annotated[
 
 @app.command()
 @_guard
+def plan(
+    dataset: DatasetArg,
+    aligner: Annotated[
+        Optional[list[str]],
+        typer.Option("--aligner", help="Repeat (default: least squares, Procrustes and weighted CCA presets)."),
+    ] = None,
+    budget: Annotated[
+        Optional[list[int]], typer.Option("--budget", min=2, help="Training pairs of a point (repeat).")
+    ] = None,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="Seeded draws of each budget.")] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    target: Annotated[float, typer.Option("--target", help="The R@10 to reach (mean of both directions).")] = 50.0,
+    split: Annotated[str, typer.Option("--split", help="Split whose pairs are drawn.")] = "train",
+    eval_split: Annotated[str, typer.Option("--eval-split", help="Split the points are scored on.")] = "test",
+    csls_k: CslsOpt = DEFAULT_CSLS_K,
+    text_encoder: TextShortcutOpt = None,
+    image_encoder: ImageShortcutOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder of the plot and JSON.")] = Path("reports/plan"),
+    results: Annotated[
+        Optional[Path], typer.Option("--results", help="Also replace the plan section of this RESULTS.md.")
+    ] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    models: ModelsOpt = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+) -> None:
+    """How many pairs you need: held-out R@10 against the number of training pairs, per aligner
+    (seeded nested draws, mean and spread), a fitted saturating power law, and the pairs a
+    target needs; a plot in --out."""
+    from xmodal.bench.plan import BUDGETS, PLAN_ALIGNERS, pair_budget_curves, plan_figure, plan_rows
+    from xmodal.bench.results import markdown_table, replace_section, script_section, write_json
+    from xmodal.data import load_dataset
+    from xmodal.store import EmbeddingStore, embed_split
+
+    loaded = load_dataset(dataset, data)
+    text = text_encoder or DEFAULT_TEXT_ENCODER
+    image = image_encoder or DEFAULT_IMAGE_ENCODER
+    store = EmbeddingStore(cache)
+    options: dict[str, Any] = {"backend": backend, "models_dir": models, "progress": True}
+    train = embed_split(loaded.split(split), store, text, image, **options)
+    test = embed_split(loaded.split(eval_split), store, text, image, **options)
+    title = f"{loaded.name}: pairs of {split} -> {eval_split}, {text} + {image}"
+    result = pair_budget_curves(
+        train, test, aligners=aligner or PLAN_ALIGNERS, budgets=budget or BUDGETS, draws=draws, seed=seed,
+        csls_k=csls_k, title=title,
+    )  # fmt: skip
+    columns, rows = plan_rows(result, target)
+    wide = Console(width=max(console.width, 160))
+    wide.print(_rich_table(columns, rows, f"{title}: mean R@10 of t2i and i2t ({draws} draws)"))
+    figure = plan_figure(result, out / "plan.png")
+    write_json(out / "plan.json", result.to_json())
+    wide.print(f"{result.available} pairs available; {result.seconds:.0f} s; wrote {figure} and {out / 'plan.json'}")
+    if results is not None:
+        details = f"{draws} seeded nested draws a budget; mean ± standard deviation; CSLS k={csls_k}"
+        replace_section(results, "plan", script_section(title, _command(), markdown_table(columns, rows), details))
+        wide.print(f"updated {results}")
+
+
+@app.command()
+@_guard
 def bench(
     dataset: Annotated[
         str,
