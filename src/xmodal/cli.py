@@ -800,6 +800,39 @@ LimitOpt = Annotated[
 ]
 
 
+@app.command("score-encoders")
+@_guard
+def score_encoders(
+    dataset: DatasetArg,
+    text_encoder: Annotated[list[str], typer.Option("--text-encoder", help="A candidate text encoder (repeat).")],
+    image_encoder: Annotated[list[str], typer.Option("--image-encoder", help="A candidate image encoder (repeat).")],
+    pairs: Annotated[int, typer.Option("--pairs", min=50, help="Sampled items (first caption + image each).")] = 1000,
+    split: Annotated[str, typer.Option("--split", help="Split the sample is drawn from.")] = "train",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    models: ModelsOpt = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+) -> None:
+    """Which encoders to pair: rank every text x image encoder pair by alignability on a small
+    sample (a 5-fold Procrustes fit's R@10, CKA, mutual kNN, CKNNA), before encoding everything."""
+    from xmodal.analysis.alignability import SCORES
+    from xmodal.bench.alignability import score_encoders as run
+    from xmodal.data import load_dataset
+    from xmodal.store import EmbeddingStore
+
+    part = load_dataset(dataset, data).split(split)
+    ranked = run(part, EmbeddingStore(cache), text_encoder, image_encoder, n_pairs=pairs, seed=seed, backend=backend,
+                 models_dir=models, progress=not as_json)  # fmt: skip
+    if as_json:
+        print(json.dumps([{"text": r.text, "image": r.image, **r.scores} for r in ranked], indent=1))
+        return
+    rows = [[str(i), r.text, r.image, *(f"{r.scores[s]:.3f}" for s in SCORES)] for i, r in enumerate(ranked, 1)]
+    title = f"{part.name}: alignability on {min(pairs, len(part))} sampled pairs (best first)"
+    Console(width=max(console.width, 120)).print(_rich_table(["rank", "text", "image", *SCORES], rows, title))
+
+
 @app.command()
 @_guard
 def plan(

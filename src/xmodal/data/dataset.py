@@ -139,6 +139,11 @@ class PairedDataset:
         """The first ``n`` items (for quick runs and tests); all of them (``self``) when ``n`` is None."""
         return self if n is None else self._like(f"{self.name}[:{n}]", self.items[:n])
 
+    def sample(self, n: int, seed: int = 0) -> PairedDataset:
+        """``n`` items (all if fewer) drawn without replacement with ``seed``, in dataset order."""
+        chosen = np.sort(np.random.default_rng(seed).permutation(len(self.items))[:n])
+        return self._like(f"{self.name}[sample of {len(chosen)}, seed {seed}]", [self.items[i] for i in chosen])
+
     def _like(self, name: str, items: Iterable[Item]) -> PairedDataset:
         """Other items, with this dataset's kinds and vectors."""
         return PairedDataset(name, items, kinds=self.kinds, vectors=self.vectors)
