@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xmodal.core.arrays import check_embeddings, check_int, unit_rows
+from xmodal.core.arrays import check_embeddings, check_int
 from xmodal.core.config import DEFAULT_METRIC
 from xmodal.retrieval.csls import csls
 from xmodal.retrieval.fusion import fused_scorer
-from xmodal.retrieval.similarity import Scores, default_chunk_size, similarity_block
+from xmodal.retrieval.similarity import Scores, check_metric, default_chunk_size, prepare_rows, similarity_block
 
 Blocks = Callable[[], Iterable[np.ndarray]]  # yields the rows in consecutive blocks, from the first, on every call
 
@@ -59,16 +59,10 @@ def ranks(scorer: Scores | np.ndarray, query_labels: np.ndarray, gallery_labels:
     n_queries, n_gallery = source.shape
     q_labels = _check_labels(query_labels, "query_labels", n_queries, "queries")
     g_labels = _check_labels(gallery_labels, "gallery_labels", n_gallery, "gallery items")
-    orphan = ~np.isin(q_labels, g_labels)
-    if orphan.any():
-        raise ValueError(
-            f"{int(orphan.sum())} queries have no relevant gallery item (first: query {int(np.argmax(orphan))})"
-        )
+    _check_relevant(q_labels, g_labels)
     out = np.empty(n_queries, dtype=np.int64)
     for rows, s in source.chunks():
-        if np.isnan(s).any():
-            first = rows.start + int(np.argmax(np.isnan(s).any(axis=1)))
-            raise ValueError(f"scores contain NaN (first: query {first})")
+        _refuse_nan(s, rows.start)
         relevant = q_labels[rows, None] == g_labels[None, :]
         best = np.where(relevant, s, -np.inf).max(axis=1, keepdims=True)
         out[rows] = 1 + ((s >= best) & ~relevant).sum(axis=1)
@@ -92,20 +86,17 @@ def streamed_ranks(
     q_labels = np.asarray(query_labels)
     g_labels = np.asarray(gallery_labels)
     csls_k = check_int(csls_k, "csls_k", minimum=0)
-    orphan = ~np.isin(q_labels, g_labels)
-    if orphan.any():
-        raise ValueError(
-            f"{int(orphan.sum())} queries have no relevant gallery item (first: query {int(np.argmax(orphan))})"
-        )
+    metric = check_metric(metric)
+    _check_relevant(q_labels, g_labels)
 
     def blocks() -> Iterator[tuple[slice, slice, np.ndarray]]:
         """``(query rows, gallery columns, raw scores)`` over every pair of blocks."""
         q_start = 0
         for q in queries():
-            q = unit_rows(q) if metric == "cosine" else q
+            q = prepare_rows(q, metric)
             g_start = 0
             for g in gallery():
-                g = unit_rows(g) if metric == "cosine" else g
+                g = prepare_rows(g, metric)
                 yield slice(q_start, q_start + len(q)), slice(g_start, g_start + len(g)), similarity_block(q, g, metric)
                 g_start += len(g)
             if g_start != len(g_labels):
@@ -118,8 +109,7 @@ def streamed_ranks(
 
     def scored() -> Iterator[tuple[slice, slice, np.ndarray, np.ndarray]]:
         for rows, cols, s in blocks():
-            if np.isnan(s).any():
-                raise ValueError(f"scores contain NaN (first: query {rows.start + int(np.argmax(np.isnan(s).any(1)))})")
+            _refuse_nan(s, rows.start)
             s = csls(s, adjust[0][rows], adjust[1][cols]) if adjust is not None else s
             yield rows, cols, s, q_labels[rows, None] == g_labels[None, cols]
 
@@ -146,6 +136,23 @@ def _streamed_csls(
         both = np.concatenate([cols_top[:, cols], s], axis=0)
         cols_top[:, cols] = np.partition(both, both.shape[0] - k_col, axis=0)[-k_col:]
     return np.sort(rows_top, axis=1).mean(axis=1), np.sort(cols_top, axis=0).mean(axis=0)
+
+
+def _check_relevant(q_labels: np.ndarray, g_labels: np.ndarray) -> None:
+    """Refuse queries with no relevant gallery item (their rank would be undefined)."""
+    orphan = ~np.isin(q_labels, g_labels)
+    if orphan.any():
+        raise ValueError(
+            f"{int(orphan.sum())} queries have no relevant gallery item (first: query {int(np.argmax(orphan))})"
+        )
+
+
+def _refuse_nan(scores: np.ndarray, first_row: int) -> None:
+    """Refuse a block of scores holding NaN (query rows numbered from ``first_row``)."""
+    if np.isnan(scores).any():
+        raise ValueError(
+            f"scores contain NaN (first: query {first_row + int(np.argmax(np.isnan(scores).any(axis=1)))})"
+        )
 
 
 def recall_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

@@ -62,9 +62,8 @@ def evaluate_encoded(model: Model, encoded: EncodedSplit, block_rows: int = EVAL
     """Recall metrics of ``model`` on an encoded split, with its scoring (CSLS included), every
     ordered pair of its modalities: ``t2i/...`` and ``i2t/...`` for text and image, else
     ``Q->G/...``. The same ranks as the in-memory evaluation (:func:`~xmodal.evaluate.streamed_ranks`)."""
+    encoded.require(*model.modalities)
     for m in model.modalities:
-        if m not in encoded.shards:
-            raise ValueError(f"{encoded.folder} has no modality {m!r} of the model; it has {', '.join(encoded.shards)}")
         encoded.check_encoder(m, resolve_encoder(model.encoders[m].name, model.backend))
 
     def mapped(modality: str) -> Iterator[np.ndarray]:

@@ -46,9 +46,9 @@ def default_chunk_size(n_gallery: int) -> int:
 
 def pairwise(queries: np.ndarray, gallery: np.ndarray, metric: str = DEFAULT_METRIC) -> np.ndarray:
     """Dense float32 ``(n_queries, n_gallery)`` similarity matrix; for small inputs only."""
-    metric = _check_metric(metric)
+    metric = check_metric(metric)
     q, g = _check_pair(queries, gallery)
-    return similarity_block(_prepare(q, metric), _prepare(g, metric), metric)
+    return similarity_block(prepare_rows(q, metric), prepare_rows(g, metric), metric)
 
 
 def similarity_block(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
@@ -85,14 +85,14 @@ class Scorer:
         chunk_size: int | None = None,
         reference: np.ndarray | None = None,
     ) -> None:
-        self.metric = _check_metric(metric)
+        self.metric = check_metric(metric)
         q, g = _check_pair(queries, gallery)
         self.csls_k = check_int(csls_k, "csls_k", minimum=0)
         self.chunk_size = (
             default_chunk_size(g.shape[0]) if chunk_size is None else check_int(chunk_size, "chunk_size", minimum=1)
         )
-        self._queries = _prepare(q, self.metric)
-        self._gallery = _prepare(g, self.metric)
+        self._queries = prepare_rows(q, self.metric)
+        self._gallery = prepare_rows(g, self.metric)
         self._reference = None if reference is None else _check_rows(reference, g.shape[1], "reference")
         self._csls_stats: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -145,7 +145,7 @@ def reference_means(
     return column_top_k_mean((s for _, s in scores.chunks()), min(k, scores.shape[0]))
 
 
-def _check_metric(metric: str) -> str:
+def check_metric(metric: str) -> str:
     if metric not in SIMILARITIES:
         raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(SIMILARITIES)}")
     return metric
@@ -170,6 +170,6 @@ def _check_dim(rows: np.ndarray, dim: int, what: str) -> None:
         raise ValueError(f"{what} have dimension {rows.shape[1]} but the gallery has {dim}")
 
 
-def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
+def prepare_rows(x: np.ndarray, metric: str) -> np.ndarray:
     """Rows L2-normalised for cosine (zero rows stay zero), unchanged otherwise."""
     return unit_rows(x) if metric == "cosine" else x

@@ -128,19 +128,23 @@ class EncodedSplit:
                 f"which is now {encoder.cache_key!r}: encode it again"
             )
 
+    def require(self, *modalities: str) -> None:
+        """Refuse modalities the split was not encoded with."""
+        for m in modalities:
+            if m not in self.shards:
+                raise ValueError(f"{self.folder} has no modality {m!r}; it has {', '.join(self.shards)}")
+
     def pair_rows(self, first: str, second: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows of every pair of a ``first`` and a ``second`` value of the same item (as
         :meth:`~xmodal.store.ModalityEmbeddings.pairs` pairs them)."""
-        for m in (first, second):
-            if m not in self.shards:
-                raise ValueError(f"{self.folder} has no modality {m!r}; it has {', '.join(self.shards)}")
+        self.require(first, second)
         return pair_rows(self.items[first], self.items[second])
 
     def sample(self, first: str, second: str, n_items: int, seed: int = 0) -> SplitEmbeddings:
         """The rows of ``n_items`` items drawn (seeded) from those with both modalities, in
         memory as a :class:`SplitEmbeddings` (``first`` as its text, ``second`` as its image;
         items renumbered from 0): what analyses measure, read without loading the split."""
-        self.pair_rows(first, second)  # both modalities exist
+        self.require(first, second)
         both = np.intersect1d(self.items[first], self.items[second])
         chosen = np.sort(np.random.default_rng(seed).choice(both, size=min(n_items, len(both)), replace=False))
         rows = {m: np.flatnonzero(np.isin(self.items[m], chosen)) for m in (first, second)}
