@@ -512,6 +512,61 @@ def evaluate(
     console.print(table)
 
 
+@app.command()
+@_guard
+def calibrate(
+    dataset: DatasetArg,
+    model_file: ModelFileOpt,
+    split: Annotated[
+        str, typer.Option("--split", help="Held-out split to calibrate on (not the training one).")
+    ] = "dev",
+    check: Annotated[
+        Optional[str], typer.Option("--check", help="Another held-out split on which to measure the calibration error.")
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="isotonic or platt.")] = "isotonic",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Results per held-out query to calibrate on.")] = 10,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the calibrated model here (default: in place).")
+    ] = None,
+    data: DataOpt = None,
+    cache: CacheOpt = None,
+    models: ModelsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Calibrate a model's search scores: the probability that a result is a true match.
+
+    Fitted on the top results of the held-out queries of --split (every ordered pair of the
+    model's modalities, cosine and CSLS) and stored in the model; `xmodal search` and the
+    service then return it beside each score. Prints the expected calibration error."""
+    from xmodal.data import load_dataset
+    from xmodal.model import calibrate_model
+    from xmodal.store import EmbeddingStore, embed_modalities
+
+    model = _load_model(model_file, {}, None, None)
+    if model.about.get("split") == split:
+        raise ValueError(f"{model_file} was fitted on split {split!r}: calibrate on a held-out split (--split)")
+    loaded, store = load_dataset(dataset, data), EmbeddingStore(cache)
+    built = model.build_encoders(models)
+    held_out = embed_modalities(loaded.split(split), store, built, progress=not as_json)
+    checked = None if check is None else embed_modalities(loaded.split(check), store, built, progress=not as_json)
+    report = calibrate_model(model, held_out, check=checked, method=method, top_k=top_k)
+    model.about = {**model.about, "calibration": {"dataset": dataset, "split": split, "method": method, "top_k": top_k}}
+    written = model.save(out or model_file)
+    if as_json:
+        print(json.dumps({"model": str(written), "routes": report}, indent=1))
+        return
+    table = Table(title=f"{written}: calibrated on {dataset}/{split} ({method}, top {top_k} per query)")
+    checked_columns = (f"ECE {check}", f"ECE {check}, first results") if check else ()
+    for column in ("route", "results", "matches", f"ECE {split}", *checked_columns):
+        table.add_column(column, justify="left" if column == "route" else "right")
+    for key, row in report.items():
+        cells = [f"{int(row['pairs'])}", f"{100 * row['match_rate']:.1f} %", f"{row['ece_fit']:.3f}"]
+        if check:
+            cells += [f"{row['ece_check']:.3f}", f"{row['ece_check_first']:.3f}"]
+        table.add_row(key, *cells)
+    console.print(table)
+
+
 def _evaluate_model(model: Model, part: Any, store: Any, models: Path | None) -> dict[str, float]:
     """Metrics of ``model`` on the dataset split ``part``: ``t2i/...`` and ``i2t/...`` for text
     and image, else ``Q->G/...`` for every ordered pair of its modalities."""
@@ -712,18 +767,27 @@ def search(
     fusion: Annotated[
         str, typer.Option("--fusion", help=f"How a text and an image query combine: {' or '.join(FUSIONS)}.")
     ] = "mean",
+    min_probability: Annotated[
+        Optional[float],
+        typer.Option(
+            "--min-probability",
+            help="Keep only results at least this likely to be a true match (a calibrated model: xmodal calibrate).",
+        ),
+    ] = None,
     models: ModelsOpt = None,
     trust: TrustOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index by text, image or any modality of its model (several: fused).
 
-    Prints rank, score, id, path and caption."""
+    Prints rank, score, the probability of a true match (calibrated models), id, path and caption."""
     from xmodal.search import Searcher
 
     queries = _encoder_options(query_option, option="--query")
     index = Searcher.load(index_dir, models_dir=models, trust=trust)
-    hits = index.search(query, image, audio=audio, queries=queries, k=k, csls=csls, fusion=fusion)
+    hits = index.search(
+        query, image, audio=audio, queries=queries, k=k, csls=csls, fusion=fusion, min_probability=min_probability
+    )
     if as_json:
         results = [h.to_dict() for h in hits]
         asked: dict[str, Any] = {"query": query, "image": image and str(image)}
@@ -734,12 +798,19 @@ def search(
 
 
 def _print_hits(hits: list[Hit]) -> None:
+    if not hits:
+        console.print("no results (none above --min-probability)")
+        return
     table = Table()
-    for column in ("rank", "score", "id", "path", "caption"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    calibrated = hits[0].probability is not None
+    for column in ("rank", "score", *(("p(match)",) if calibrated else ()), "id", "path", "caption"):
+        table.add_column(column, justify="right" if column in ("rank", "score", "p(match)") else "left")
     for hit in hits:
         caption = hit.captions[0] if hit.captions else ""
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", escape(hit.id), escape(hit.path or ""), escape(caption))
+        probability = (f"{hit.probability:.2f}",) if hit.probability is not None else ()
+        table.add_row(
+            str(hit.rank), f"{hit.score:.3f}", *probability, escape(hit.id), escape(hit.path or ""), escape(caption)
+        )
     Console(width=max(console.width, 160)).print(table)
 
 

@@ -25,6 +25,7 @@ from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_ENCODERS, DEFAULT_METRIC
 from xmodal.core.estimator import read_header
 from xmodal.encoders import Encoder, get_encoder
+from xmodal.retrieval.calibration import Calibrator
 from xmodal.retrieval.similarity import SIMILARITIES
 
 FORMAT = "xmodal-model/1"
@@ -55,6 +56,7 @@ class Model:
     csls_k: int = DEFAULT_CSLS_K
     about: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the file it was loaded from
+    calibration: dict[str, Calibrator] = field(default_factory=dict)  # by :func:`route`
 
     def __post_init__(self) -> None:
         if self.metric not in SIMILARITIES:
@@ -99,13 +101,16 @@ class Model:
 
     def header(self) -> dict[str, Any]:
         """The ``model`` section of the file."""
-        return {
+        section = {
             "format": FORMAT,
             "encoders": {m: {"name": r.name, "cache_key": r.cache_key, "dim": r.dim} for m, r in self.encoders.items()},
             "backend": self.backend,
             "scoring": {"metric": self.metric, "csls_k": self.csls_k},
             "about": self.about,
         }
+        if self.calibration:
+            section["calibration"] = {key: c.to_json() for key, c in self.calibration.items()}
+        return section
 
     def save(self, path: str | Path) -> Path:
         """Write the model (one ``.npz`` file, atomically); returns its path."""
@@ -166,9 +171,19 @@ class Model:
                     "drop the option, or fit a model with it"
                 )
             settings = {"backend": section["backend"], **section["scoring"], "about": section.get("about", {})}
+            try:
+                calibration = section.get("calibration", {})
+                settings["calibration"] = {str(key): Calibrator.from_json(c) for key, c in calibration.items()}
+            except (AttributeError, ValueError) as error:
+                raise ValueError(f"{path}: {error}") from None
         if csls_k is not None:
             settings["csls_k"] = csls_k
         return cls(aligner, records, path=path, **settings)
 
     def _source(self) -> str:
         return str(self.path) if self.path is not None else "the model"
+
+
+def route(query: str, gallery: str, csls: bool = False) -> str:
+    """The key of a calibration: ``"text->image"``, ``"text->image+csls"``."""
+    return f"{query}->{gallery}{'+csls' if csls else ''}"

@@ -24,7 +24,7 @@ from xmodal.core.arrays import check_int, unit_rows
 from xmodal.core.config import DEFAULT_CSLS_K, default_models_dir
 from xmodal.core.files import exclusive_lock
 from xmodal.encoders import Encoder, encoder_paths
-from xmodal.model import Model
+from xmodal.model import Model, route
 from xmodal.retrieval.csls import csls as csls_scores
 from xmodal.retrieval.csls import top_k_mean
 from xmodal.retrieval.fusion import check_fusion, fuse_mean
@@ -45,6 +45,7 @@ class Hit:
     id: str
     path: str | None
     captions: tuple[str, ...]
+    probability: float | None = None  # P(true match), where the model is calibrated
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "captions": list(self.captions)}
@@ -183,6 +184,7 @@ class Searcher:
         k: int = 10,
         csls: bool = False,
         fusion: str = "mean",
+        min_probability: float | None = None,
     ) -> list[Hit]:
         """The ``k`` best gallery rows for a query of one or several modalities, fused by
         ``fusion`` (``"mean"`` or ``"score"`` as in :mod:`xmodal.retrieval.fusion`).
@@ -192,19 +194,25 @@ class Searcher:
         for the model's modality of that name (else its first modality of that kind). ``csls`` scores by CSLS with the model's neighbourhood (``csls_k``, or
         the default when the model scores without) against the gallery's captions as the
         reference queries (queries of the caption modality, on galleries built with captions).
+
+        A hit carries the probability that it is a true match when the model is calibrated
+        for the query's route (one query modality; ``xmodal calibrate``); ``min_probability``
+        keeps only hits at least that likely (none: "no match"), and needs a calibration.
         """
         n = len(self.storage)
         k = check_int(k, "k", minimum=1)
         if k > n:
             raise ValueError(f"k must be between 1 and the gallery size {n}, got {k}")
         check_fusion(fusion)
-        parts = self._encode_query(self._query_values({"text": text, "image": image, "audio": audio}, queries))
+        values = self._query_values({"text": text, "image": image, "audio": audio}, queries)
+        calibrated = self._check_min_probability(min_probability, values, csls)
+        parts = self._encode_query(values)
         if csls:
             self._check_csls(parts)
         vectors = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
         if len(vectors) == 1 and not csls:
             scores, rows = self.storage.knn(vectors[0], k)
-            return self._hits(rows[0], scores[0])
+            return self._hits(rows[0], scores[0], calibrated, min_probability)
         csls_k = self.csls_k
         depth = n if self.storage.exact else min(n, max(RERANK_DEPTH, 4 * k, csls_k))
         found = [self.storage.knn(q, depth) for q in vectors]
@@ -215,7 +223,7 @@ class Searcher:
             cosine = self.storage.take(rows) @ q[0]
             total += csls_scores(cosine[None], top_k_mean(top, csls_k), self._hubness_of(rows))[0] if csls else cosine
         order = np.lexsort((rows, -total))[:k]
-        return self._hits(rows[order], total[order])
+        return self._hits(rows[order], total[order], calibrated, min_probability)
 
     @property
     def csls_k(self) -> int:
@@ -277,9 +285,37 @@ class Searcher:
                 self._hubness = reference_means(self.storage.reference, self.storage.embeddings, self.csls_k)
             return self._hubness[rows]
 
-    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    def _check_min_probability(self, min_probability: float | None, values: dict[str, str], csls: bool) -> str | None:
+        """The calibration route of a query of ``values`` (None: uncalibrated), checking that
+        ``min_probability`` is a probability and has a calibration to apply."""
+        key = route(next(iter(values)), self.storage.modality, csls) if len(values) == 1 else None
+        calibrated = key if key in self.model.calibration else None
+        if min_probability is None:
+            return calibrated
+        if isinstance(min_probability, bool) or not isinstance(min_probability, (int, float)):
+            raise ValueError(f"min_probability must be a number between 0 and 1, got {min_probability!r}")
+        if not 0.0 <= min_probability <= 1.0:
+            raise ValueError(f"min_probability must be between 0 and 1, got {min_probability}")
+        if calibrated is None:
+            known = ", ".join(self.model.calibration) or "none"
+            raise ValueError(
+                f"min_probability needs a calibrated model: this query's route is {key or 'a fusion of modalities'}, "
+                f"the model is calibrated for: {known} (run `xmodal calibrate`)"
+            )
+        return calibrated
+
+    def _hits(
+        self, rows: np.ndarray, scores: np.ndarray, calibrated: str | None = None, min_probability: float | None = None
+    ) -> list[Hit]:
         items = self.storage.items
-        return [
-            Hit(rank, float(score), items[row].id, items[row].path, items[row].captions)
-            for rank, (row, score) in enumerate(zip(rows.tolist(), scores.tolist()), start=1)
+        probabilities: list[float | None] = [None] * len(rows)
+        if calibrated is not None:
+            ranks = np.arange(1, len(rows) + 1)
+            probabilities = self.model.calibration[calibrated].predict(scores, ranks).tolist()
+        hits = [
+            Hit(rank, float(score), items[row].id, items[row].path, items[row].captions, p)
+            for rank, (row, score, p) in enumerate(zip(rows.tolist(), scores.tolist(), probabilities), start=1)
         ]
+        if min_probability is None:
+            return hits
+        return [hit for hit in hits if hit.probability is not None and hit.probability >= min_probability]

@@ -53,6 +53,14 @@ THUMBNAIL_PIXELS = 256
 STATIC = Path(__file__).parent / "static"
 
 CSLS = Annotated[bool, Query(description="Score by CSLS against the gallery's captions (text queries).")]
+MinProbability = Annotated[
+    float | None,
+    Query(
+        ge=0.0,
+        le=1.0,
+        description="Keep only results at least this likely to be a true match (a calibrated model; none: no match).",
+    ),
+]
 
 
 class ErrorResponse(BaseModel):
@@ -78,6 +86,7 @@ class Result(BaseModel):
     id: str
     path: str | None
     captions: list[str]
+    probability: float | None  # P(true match), when the model is calibrated (xmodal calibrate)
     thumbnail: str | None  # URL of the thumbnail route, for image galleries
     media: str | None  # URL of the media route, for audio galleries
 
@@ -101,6 +110,7 @@ class Health(BaseModel):
     modality: str
     encoders: dict[str, str]
     aligner: str
+    calibrated: list[str]  # the routes whose results carry a probability ("text->image", ...)
     version: str
 
 
@@ -230,7 +240,9 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             raise HTTPException(400, f"the model has no {kind} modality; it has {', '.join(index.encoders)}")
         raise HTTPException(400, f"the model has several {kind} modalities ({', '.join(names)}): name one in modality")
 
-    async def search_upload(upload: UploadFile, k: int, modality: str, kinds: tuple[str, ...]) -> SearchResponse:
+    async def search_upload(
+        upload: UploadFile, k: int, modality: str, kinds: tuple[str, ...], min_probability: float | None
+    ) -> SearchResponse:
         """Search by an uploaded file of ``modality`` (one of ``kinds``): written to a temporary
         file (deleted after), its header checked, encoded; errors name the upload, never the
         temporary file."""
@@ -253,7 +265,9 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             try:
                 if encoder.modality in HEADER_CHECKS:
                     HEADER_CHECKS[encoder.modality](file.name)
-                return await run_in_threadpool(run_search, name, k, queries={modality: file.name})
+                return await run_in_threadpool(
+                    run_search, name, k, queries={modality: file.name}, min_probability=min_probability
+                )
             except HTTPException as error:
                 raise HTTPException(error.status_code, error.detail.replace(file.name, f"upload {name!r}")) from None
 
@@ -270,6 +284,7 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             modality=index.modality,
             encoders={m: e.name for m, e in index.encoders.items()},
             aligner=type(index.model.aligner).__name__,
+            calibrated=list(index.model.calibration),
             version=xmodal.__version__,
         )
 
@@ -279,23 +294,26 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         k: int = k_parameter(),
         csls: CSLS = False,
         modality: str | None = modality_parameter(("text",), "the model's text modality"),
+        min_probability: MinProbability = None,
     ) -> SearchResponse:
         """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
         if any(ord(c) < 32 and c not in "\t\n\r" for c in q):
             raise HTTPException(400, "the query holds control characters")
         if modality is None:
-            return run_search(q, k, text=q, csls=csls)
-        return run_search(q, k, queries={modality: q}, csls=csls)
+            return run_search(q, k, text=q, csls=csls, min_probability=min_probability)
+        return run_search(q, k, queries={modality: q}, csls=csls, min_probability=min_probability)
 
     @app.post("/search/image", responses=_errors(400, 401, 413, 414, 422))
     async def search_image(
         image: Annotated[UploadFile, File(description="An image (or audio, or .npy vector) file, at most 10 MB.")],
         k: int = k_parameter(),
         modality: str | None = modality_parameter(("image", "audio", "vector"), "the model's image modality"),
+        min_probability: MinProbability = None,
     ) -> SearchResponse:
         """The ``k`` gallery items closest to an uploaded file: an image, or with ``modality`` a
         file of any file modality of the model (audio, a vector in ``.npy``)."""
-        return await search_upload(image, k, modality or default_modality("image"), ("image", "audio", "vector"))
+        kinds = ("image", "audio", "vector")
+        return await search_upload(image, k, modality or default_modality("image"), kinds, min_probability)
 
     @app.post("/search/audio", responses=_errors(400, 401, 413, 414, 422))
     async def search_audio(
@@ -305,11 +323,12 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         ],
         k: int = k_parameter(),
         modality: str | None = modality_parameter(("audio",), "the model's audio modality"),
+        min_probability: MinProbability = None,
     ) -> SearchResponse:
         """The ``k`` gallery items closest to an uploaded clip (e.g. speech). A clip over
         30 s (read from its header, before decoding) is refused with 413; an empty, silent or
         unreadable one with 400."""
-        return await search_upload(audio, k, modality or default_modality("audio"), ("audio",))
+        return await search_upload(audio, k, modality or default_modality("audio"), ("audio",), min_probability)
 
     @app.get("/items/{item_id:path}", responses=_errors(400, 401, 404, 414))
     def item(item_id: str = item_id_parameter()) -> ItemResponse:

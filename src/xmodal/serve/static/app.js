@@ -34,6 +34,11 @@ function k() {
   return Math.min(Number($("k").value), galleryItems);
 }
 
+function minProbability() { // {} when not chosen (or the model is not calibrated)
+  const value = $("min-p").value;
+  return value ? { min_probability: value } : {};
+}
+
 function render(body, ms, what) {
   results.replaceChildren();
   details.hidden = true;
@@ -44,11 +49,16 @@ function render(body, ms, what) {
     if (!hit.thumbnail) card.append(element("p", {}, hit.captions[0] || hit.id));
     const caption = element("figcaption");
     caption.append(element("span", {}, `#${hit.rank}`), element("span", { className: "score" }, hit.score.toFixed(3)));
+    if (hit.probability !== null) {
+      const title = "Probability that this is a true match (calibrated on held-out pairs)";
+      caption.append(element("span", { className: "probability", title }, `p ${Math.round(100 * hit.probability)} %`));
+    }
     card.append(caption);
     card.addEventListener("click", () => show(hit, card));
     results.append(card);
   }
-  say(`${body.results.length} results for ${what} in ${Math.round(ms)} ms`);
+  const none = body.results.length ? "" : " (no match above the chosen probability)";
+  say(`${body.results.length} results for ${what} in ${Math.round(ms)} ms${none}`);
 }
 
 async function show(hit, card) {
@@ -72,7 +82,7 @@ async function show(hit, card) {
 
 async function searchText() {
   const q = $("q").value;
-  const params = new URLSearchParams({ q, k: k(), csls: $("csls").checked });
+  const params = new URLSearchParams({ q, k: k(), csls: $("csls").checked, ...minProbability() });
   say("Searching…");
   try {
     const [body, ms] = await call(`/search?${params}`);
@@ -88,7 +98,8 @@ async function searchFile(file, kind = file.type.startsWith("audio/") ? "audio" 
   form.append(kind, file);
   say(`Searching by ${file.name}…`);
   try {
-    const [body, ms] = await call(`/search/${kind}?k=${k()}`, { method: "POST", body: form });
+    const params = new URLSearchParams({ k: k(), ...minProbability() });
+    const [body, ms] = await call(`/search/${kind}?${params}`, { method: "POST", body: form });
     render(body, ms, `${kind} ${file.name}`);
   } catch (error) {
     say(error.message, true);
@@ -114,6 +125,7 @@ window.addEventListener("drop", (event) => {
 
 fetch("/health").then((r) => r.json()).then((h) => {
   galleryItems = h.items;
+  $("min-p-label").hidden = !h.calibrated.length;
   const encoders = Object.entries(h.encoders).map(([modality, name]) => `${modality} ${name}`);
   $("about").textContent = [`${h.items} ${h.modality} items`, ...encoders, h.aligner].join(" · ");
 });
