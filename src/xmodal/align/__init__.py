@@ -2,6 +2,7 @@
 
 from xmodal.align.base import Aligner, NotFittedError
 from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner
+from xmodal.align.few_pair import SelfTrainingAligner
 
 __all__ = [
     "Aligner",
@@ -11,4 +12,5 @@ __all__ = [
     "NotFittedError",
     "PivotAligner",
     "ProcrustesAligner",
+    "SelfTrainingAligner",
 ]

