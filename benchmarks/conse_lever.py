@@ -23,7 +23,7 @@ from xmodal.align.presets import make_aligner
 from xmodal.bench.results import markdown_table, replace_section, script_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
-from xmodal.encoders.prior import conse, imagenet_prior
+from xmodal.encoders.prior import imagenet_prior
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.store import EmbeddingStore, SplitEmbeddings, embed_split
 
@@ -43,7 +43,7 @@ def main() -> None:
     prior = imagenet_prior("efficientnet-lite0", "minilm")
 
     def prior_images(v: np.ndarray) -> np.ndarray:
-        return conse(unit_rows(v), prior.weight, prior.bias, prior.classes, temperature=3.0, top=20)
+        return prior.vectors(unit_rows(v))
 
     text_mean = unit_rows(splits["train"].text).mean(0)
     image_mean = prior_images(splits["train"].image).mean(0)

@@ -22,7 +22,7 @@ import numpy as np
 from xmodal.bench.results import markdown_table, replace_section, script_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k, load_manifest
-from xmodal.encoders.prior import ClassifierPrior, conse, imagenet_prior
+from xmodal.encoders.prior import ClassifierPrior, imagenet_prior
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.store import EmbeddingStore, embed_modalities
 
@@ -37,7 +37,7 @@ def zero_pair_row(
     image_items: np.ndarray,
     prior: ClassifierPrior,
 ) -> list[str]:
-    vectors = conse(unit_rows(image), prior.weight, prior.bias, prior.classes, temperature=3.0, top=20)
+    vectors = prior.vectors(unit_rows(image))
     t, v = unit_rows(unit_rows(text) - unit_rows(text).mean(0)), unit_rows(vectors - vectors.mean(0))
     m = evaluate_bidirectional(t, v, text_items, image_items, csls_k=10)
     rng = np.random.default_rng(0)

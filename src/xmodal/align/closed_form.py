@@ -123,7 +123,9 @@ class ProcrustesAligner(_DirectedAligner):
 
     def _solve_map(self, gram_source: np.ndarray, gram_target: np.ndarray, cross: np.ndarray, rows: int) -> None:
         if self.n_components is not None:
-            basis_source, basis_target = (_pca_basis(g, self.n_components, rows) for g in (gram_source, gram_target))
+            basis_source, basis_target = (
+                linalg.pca_basis(g, self.n_components, rows) for g in (gram_source, gram_target)
+            )
             self.components_ = {self.source: basis_source, self.target: basis_target}
             cross = basis_source.T @ cross @ basis_target
             gram_source = basis_source.T @ gram_source @ basis_source
@@ -233,13 +235,3 @@ class PivotAligner(Aligner):
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         centred = x - self.mean_[modality].astype(np.float32)
         return centred if modality == self.pivot else centred @ self.coef_[modality]
-
-
-def _pca_basis(gram: np.ndarray, n_components: int, rows: int) -> np.ndarray:
-    """Top ``n_components`` principal axes (``d x k`` columns) of the ``rows`` rows whose centred
-    product with themselves is ``gram``."""
-    shape = (rows, gram.shape[0])
-    if not 1 <= n_components <= min(shape):
-        raise ValueError(f"n_components must be in [1, {min(shape)}] for data of shape {shape}, got {n_components}")
-    _, vectors = np.linalg.eigh(gram)
-    return vectors[:, ::-1][:, :n_components]

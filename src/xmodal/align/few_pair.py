@@ -30,6 +30,7 @@ import numpy as np
 
 from xmodal.align import linalg
 from xmodal.align.base import Aligner
+from xmodal.align.closed_form import CCAAligner
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
 
@@ -95,18 +96,16 @@ class SelfTrainingAligner(Aligner):
             self._build_prior(pools[text].shape[1], pools[image].shape[1])
             self.prior_mean_ = {text: pools[text].mean(0), image: self._conse(pools[image]).mean(0)}
         r = min(self.pca_components, *(x.shape[1] for x in pools.values()), *(len(x) - 1 for x in pools.values()))
-        space = _RotatedSpace(self, {m: _pca(x, r) for m, x in pools.items()}, text)
+        space = _RotatedSpace(self, pools, r, text)
         space.fit(pairs[text], pairs[image])
-        rows = space.pseudo_pairs(pools[text], pools[image])
+        rows = space.pseudo_pairs()
         for _ in range(self.rounds):
             space.fit(*(np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)))
-            rows = space.pseudo_pairs(pools[text], pools[image])
+            rows = space.pseudo_pairs()
         stats = Statistics.from_arrays({m: np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)})
-        covariances = (stats.covariance(text, text), stats.covariance(image, image), stats.covariance(text, image))
-        proj_text, proj_image, corr = linalg.cca_from_covariances(*covariances, min(self.n_components, r), reg=1.0)
-        weights = np.sqrt(np.clip(corr, 0.0, None))
-        self.projection_ = {text: proj_text * weights, image: proj_image * weights}
-        self.mean_ = {text: stats.mean(text), image: stats.mean(image)}
+        cca = CCAAligner(min(self.n_components, r), reg=1.0, weight_power=0.5, normalize=False).fit_statistics(stats)
+        self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
+        self.mean_ = dict(cca.mean_)
         self.pairs_ = int(paired.sum())
         self.pseudo_pairs_ = len(rows[text])
 
@@ -142,43 +141,45 @@ class SelfTrainingAligner(Aligner):
         self.classifier_weight_, self.classifier_bias_, self.class_texts_ = prior.weight, prior.bias, prior.classes
 
     def _conse(self, images: np.ndarray) -> np.ndarray:
-        from xmodal.encoders.prior import conse
+        from xmodal.encoders.prior import ClassifierPrior
 
-        weight, bias, classes = self.classifier_weight_, self.classifier_bias_, self.class_texts_
-        return conse(images, weight, bias, classes, self.temperature, self.top)
+        prior = ClassifierPrior(self.classifier_weight_, self.classifier_bias_, self.class_texts_)
+        return prior.vectors(images, self.temperature, self.top)
 
 
 class _RotatedSpace:
     """Steps 1-2: both modalities' PCA, a rotation of the text side onto the image side, and
-    (with a prior) the prior block beside it; what pseudo-pairs are scored in."""
+    (with a prior) the prior block beside it; what pseudo-pairs are scored in. The pools'
+    PCA rows and prior blocks do not change from round to round: they are computed once."""
 
-    def __init__(self, aligner: SelfTrainingAligner, pca: dict[str, tuple[np.ndarray, np.ndarray]], text: str):
-        self.aligner, self.pca, self.text = aligner, pca, text
-        self.rotation = np.eye(next(iter(pca.values()))[1].shape[1])
+    def __init__(self, aligner: SelfTrainingAligner, pools: dict[str, np.ndarray], r: int, text: str):
+        self.text, self.image = text, next(m for m in pools if m != text)
+        self.pca = {m: _pca(x, r) for m, x in pools.items()}
+        self.pools = {m: self.reduced(x, m) for m, x in pools.items()}
+        with_prior = aligner.prior_image is not None
+        self.priors = {m: aligner.prior_block(x, m) if with_prior else None for m, x in pools.items()}
+        self.rotation = np.eye(r)
 
     def reduced(self, x: np.ndarray, modality: str) -> np.ndarray:
         mean, basis = self.pca[modality]
         return unit_rows((x - mean) @ basis)
 
     def fit(self, text: np.ndarray, image: np.ndarray) -> None:
-        image_side = next(m for m in self.pca if m != self.text)
-        self.rotation, _ = linalg.orthogonal_procrustes(self.reduced(text, self.text), self.reduced(image, image_side))
+        self.rotation, _ = linalg.orthogonal_procrustes(self.reduced(text, self.text), self.reduced(image, self.image))
 
-    def rows(self, x: np.ndarray, modality: str) -> np.ndarray:
-        reduced = self.reduced(x, modality)
-        shared = reduced @ self.rotation if modality == self.text else reduced
-        if self.aligner.prior_image is None:
-            return shared
-        return unit_rows(np.hstack([shared, self.aligner.prior_block(x, modality)]))
-
-    def pseudo_pairs(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+    def pseudo_pairs(self) -> dict[str, np.ndarray]:
         """Rows of the two pools that are mutual nearest neighbours under CSLS (k=10)."""
-        image_side = next(m for m in self.pca if m != self.text)
-        a, b = self.rows(text, self.text), self.rows(image, image_side)
+        a, b = self._rows(self.text), self._rows(self.image)
         scores = _csls(b @ a.T)  # images x texts
         best_text, best_image = scores.argmax(1), scores.argmax(0)
         mutual = np.flatnonzero(best_image[best_text] == np.arange(len(b)))
-        return {self.text: best_text[mutual], image_side: mutual}
+        return {self.text: best_text[mutual], self.image: mutual}
+
+    def _rows(self, modality: str) -> np.ndarray:
+        """A pool in the current space: its PCA rows (rotated, on the text side), then its prior block."""
+        shared = self.pools[modality] @ self.rotation if modality == self.text else self.pools[modality]
+        prior = self.priors[modality]
+        return shared if prior is None else unit_rows(np.hstack([shared, prior]))
 
 
 def _csls(scores: np.ndarray) -> np.ndarray:
@@ -200,5 +201,4 @@ def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 def _pca(x: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, first r principal directions as columns)`` of the rows of ``x``."""
     mean = x.mean(0)
-    vectors = np.linalg.eigh(np.cov((x - mean).T, bias=True))[1][:, ::-1]
-    return mean, vectors[:, :r]
+    return mean, linalg.pca_basis(np.cov((x - mean).T, bias=True), r, len(x))

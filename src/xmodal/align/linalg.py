@@ -126,6 +126,17 @@ def cca_from_covariances(
     return whiten_a @ u[:, :k], whiten_b @ vt[:k].T, s[:k]
 
 
+def pca_basis(gram: np.ndarray, n_components: int, rows: int) -> np.ndarray:
+    """Top ``n_components`` principal axes (``d x k`` columns, by decreasing variance) of the
+    ``rows`` rows whose centred product with themselves (or covariance) is ``gram``: the
+    orthonormal ``k`` columns that maximise the variance of the rows projected on them."""
+    shape = (rows, gram.shape[0])
+    if not 1 <= n_components <= min(shape):
+        raise ValueError(f"n_components must be in [1, {min(shape)}] for data of shape {shape}, got {n_components}")
+    _, vectors = np.linalg.eigh(gram)
+    return vectors[:, ::-1][:, :n_components]
+
+
 def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross-covariance ``(a - mean a)^T (b - mean b) / n`` (float64), without centred copies."""
     mean_a = a.mean(axis=0, dtype=np.float64)

@@ -22,6 +22,7 @@ from xmodal.core.arrays import unit_rows
 from xmodal.encoders.base import EncoderError
 
 TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a {} in the scene.", "{}")
+TEMPERATURE, TOP = 3.0, 20  # chosen on Flickr8k dev (benchmarks/RESULTS.md, section few-pairs)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class ClassifierPrior:
     weight: np.ndarray
     bias: np.ndarray
     classes: np.ndarray
+
+    def vectors(self, images: np.ndarray, temperature: float = TEMPERATURE, top: int = TOP) -> np.ndarray:
+        """:func:`conse` of image embeddings with this classifier and these class texts."""
+        return conse(images, self.weight, self.bias, self.classes, temperature, top)
 
 
 def conse(

@@ -100,12 +100,10 @@ class Calibrator(Estimator):
             if calibrator.method not in METHODS:
                 raise ValueError(f"unknown method {calibrator.method!r}")
             curves = [np.asarray(c, dtype=np.float64) for c in state["curves"]]
-            expected = (2, None) if calibrator.method == "isotonic" else (2,)
+            ndim, shape = (2, "2 x m") if calibrator.method == "isotonic" else (1, "2")
             for curve in curves:
-                if curve.ndim != len(expected) or curve.shape[0] != 2 or not curve.size or not np.isfinite(curve).all():
-                    raise ValueError(
-                        f"a {calibrator.method} curve must be {'2 x m' if len(expected) == 2 else '2'} finite numbers"
-                    )
+                if curve.ndim != ndim or curve.shape[0] != 2 or not curve.size or not np.isfinite(curve).all():
+                    raise ValueError(f"a {calibrator.method} curve must be {shape} finite numbers")
             if len(curves) != len(calibrator.rank_bins):
                 raise ValueError(f"{len(curves)} curves for {len(calibrator.rank_bins)} rank groups")
             calibrator.curves_ = curves
