@@ -264,12 +264,14 @@ def encoders() -> None:
 @app.command()
 def aligners() -> None:
     """List the named aligner configurations (presets)."""
-    from xmodal.align.presets import ALIGNERS, PIVOT_ALIGNERS, TRAINED_ALIGNERS
+    from xmodal.align.presets import ALIGNERS, FEW_PAIR_ALIGNERS, PIVOT_ALIGNERS, TRAINED_ALIGNERS
 
     for name in ALIGNERS:
         console.print(name + ("  (default)" if name == DEFAULT_ALIGNER else ""))
     for name in PIVOT_ALIGNERS:
         console.print(f"{name}  (N modalities through a pivot)")
+    for name in FEW_PAIR_ALIGNERS:
+        console.print(f"{name}  (few pairs + the unpaired values of each modality)")
     for name in TRAINED_ALIGNERS:
         console.print(f"{name}  (trained)")
 
@@ -396,8 +398,10 @@ def fit(
         console.print(f"--auto: {chosen} by {folds}-fold cross-validation (mean reciprocal rank, both ways)")
     path = model.save(out)
     rows = "pairs" if len(model.modalities) == 2 else "rows"
+    values = model.about.get("values")
+    also = "" if values is None else " and " + ", ".join(f"{n} {m} values" for m, n in values.items())
     console.print(
-        f"fitted {model.aligner!r} on {model.about['pairs']} {rows} of {', '.join(model.modalities)} -> {path}",
+        f"fitted {model.aligner!r} on {model.about['pairs']} {rows}{also} of {', '.join(model.modalities)} -> {path}",
         soft_wrap=True,
     )
 

@@ -72,6 +72,21 @@ def test_bad_settings_are_refused_clearly():
         SelfTrainingAligner(prior_image="efficientnet-lite0", prior_text="minilm", prior_modality="photo").fit(
             fit, present=present
         )
+    with pytest.raises(ValueError, match="imagenet_prior takes the model's encoders"):
+        SelfTrainingAligner(imagenet_prior=True).fit(fit, present=present)
+
+
+def test_the_prior_reads_the_models_encoders():
+    aligner = SelfTrainingAligner(imagenet_prior=True)
+    aligner.use_encoders({"caption": "minilm", "image": "efficientnet-lite1"})
+    assert (aligner.prior_image, aligner.prior_text) == ("efficientnet-lite1", "minilm")
+    with pytest.raises(ValueError, match="prior_image is 'efficientnet-lite1' but the model's encoder is 'x'"):
+        aligner.use_encoders({"caption": "minilm", "image": "x"})
+    with pytest.raises(ValueError, match="the model has text, photo"):
+        SelfTrainingAligner(imagenet_prior=True).use_encoders({"text": "minilm", "photo": "efficientnet-lite0"})
+    plain = SelfTrainingAligner()
+    plain.use_encoders({"text": "minilm", "image": "efficientnet-lite0"})
+    assert plain.prior_image is None
 
 
 @pytest.mark.data

@@ -86,3 +86,16 @@ def test_an_n_modality_training_set_masks_absent_values():
     np.testing.assert_array_equal(training.groups, [0, 0, 1])
     assert training.present is not None and all(mask.all() for mask in training.present.values())
     assert training.validation is not None and training.validation["image"].shape == (2, 4)
+
+
+def test_unpaired_training_rows_follow_the_pairs_with_the_other_modality_masked():
+    pairs = {"text": np.ones((2, 3), np.float32), "image": 2 * np.ones((2, 4), np.float32)}
+    values = {"text": (3 * np.ones((5, 3), np.float32), np.arange(5)), "image": (4 * np.ones((1, 4), np.float32), [7])}
+    training = TrainingSet.with_unpaired(pairs, np.array([0, 1]), values)
+    assert training.n_rows == 8 and training.n_pairs == 2
+    assert training.present is not None and training.groups is not None
+    assert training.present["text"].tolist() == [True] * 7 + [False]
+    assert training.present["image"].tolist() == [True, True] + [False] * 5 + [True]
+    assert training.embeddings["text"][:, 0].tolist() == [1, 1, 3, 3, 3, 3, 3, 0]
+    assert training.embeddings["image"][:, 0].tolist() == [2, 2, 0, 0, 0, 0, 0, 4]
+    assert training.groups.tolist() == [0, 1, 0, 1, 2, 3, 4, 7]

@@ -45,6 +45,7 @@ class Aligner(Estimator):
     iterative: ClassVar[bool] = False  # trained in epochs: uses groups, validation and views
     partial_rows: ClassVar[bool] = False  # closed form on rows that miss modalities: ``_fit_partial``
     statistical: ClassVar[bool] = False  # solved from statistics: ``fit_statistics``, ``partial_fit``
+    unpaired_rows: ClassVar[bool] = False  # learns from values without a pair too (``partial_rows``)
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
@@ -105,6 +106,11 @@ class Aligner(Estimator):
             self._forget()  # a failed fit must not leave the aligner looking fitted
             raise
         return self
+
+    def use_encoders(self, names: Mapping[str, str]) -> None:
+        """Told the encoder of each modality (``{modality: encoder name}``) before a model is
+        fitted; aligners that read the encoders themselves (a classifier prior) check or take
+        them here; the others ignore them."""
 
     # -- closed form from additive statistics ------------------------------------------------
     def statistics(self, embeddings: Embeddings) -> Statistics:

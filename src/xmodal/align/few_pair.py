@@ -26,6 +26,8 @@ final space: ``[cca(x), prior_weight * prior(x)]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from xmodal.align import linalg
@@ -44,11 +46,14 @@ class SelfTrainingAligner(Aligner):
     ``prior_image`` / ``prior_text`` name the image encoder whose ImageNet classifier, and the
     text encoder whose embeddings of the class names, make the zero-pair prior (both or
     neither; they must be the encoders of the image and text embeddings being aligned);
-    ``prior_modality`` is the modality of the images (the other one is the text). ``pool``
-    caps the unpaired rows of each modality used for pseudo-pairs (a seeded sample).
+    ``prior_modality`` is the modality of the images (the other one is the text). With
+    ``imagenet_prior``, a fitted model's encoders name them (:meth:`use_encoders`, called by
+    ``xmodal fit``). ``pool`` caps the unpaired rows of each modality used for pseudo-pairs
+    (a seeded sample).
     """
 
     partial_rows = True
+    unpaired_rows = True
 
     def __init__(
         self,
@@ -58,6 +63,7 @@ class SelfTrainingAligner(Aligner):
         prior_image: str | None = None,
         prior_text: str | None = None,
         prior_modality: str = "image",
+        imagenet_prior: bool = False,
         prior_weight: float = 0.5,
         temperature: float = 3.0,
         top: int = 20,
@@ -72,15 +78,35 @@ class SelfTrainingAligner(Aligner):
         self.prior_image = prior_image
         self.prior_text = prior_text
         self.prior_modality = prior_modality
+        self.imagenet_prior = imagenet_prior
         self.prior_weight = prior_weight
         self.temperature = temperature
         self.top = top
         self.pool = pool
         self.seed = seed
 
+    def use_encoders(self, names: Mapping[str, str]) -> None:
+        """With ``imagenet_prior``: the prior's encoders are the model's (``names``:
+        ``{modality: encoder}``); named ones must be those."""
+        if not self.imagenet_prior:
+            return
+        if self.prior_modality not in names or len(names) != 2:
+            raise ValueError(
+                f"imagenet_prior reads the {self.prior_modality!r} encoder's classifier: the model has {', '.join(names)}"
+            )
+        text = next(m for m in names if m != self.prior_modality)
+        wanted = {"prior_image": names[self.prior_modality], "prior_text": names[text]}
+        for param, name in wanted.items():
+            given = getattr(self, param)
+            if given is not None and given != name:
+                raise ValueError(f"{param} is {given!r} but the model's encoder is {name!r}")
+        self.set_params(**wanted)
+
     def _fit_partial(self, data: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
         if (self.prior_image is None) != (self.prior_text is None):
             raise ValueError("a prior needs both prior_image and prior_text (or neither)")
+        if self.imagenet_prior and self.prior_image is None:
+            raise ValueError("imagenet_prior takes the model's encoders (xmodal fit): name prior_image and prior_text")
         if self.prior_image is not None and self.prior_modality not in data:
             raise ValueError(f"prior_modality {self.prior_modality!r} is not one of {list(data)}")
         text, image = self._sides(tuple(data))

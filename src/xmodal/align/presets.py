@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner, IdentityAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner
+from xmodal.align.few_pair import SelfTrainingAligner
 
 ALIGNERS: dict[str, Callable[[], Aligner]] = {
     "identity": IdentityAligner,
@@ -31,6 +32,12 @@ ALIGNERS: dict[str, Callable[[], Aligner]] = {
 # N modalities, each regressed onto the image space from its rows with images (ridge as lstsq-t2i;
 # for text and image alone it is lstsq-t2i, so the text-image benchmark leaves it out).
 PIVOT_ALIGNERS: dict[str, Callable[[], Aligner]] = {"pivot-image": lambda: PivotAligner("image", ridge=1.0)}
+# A few pairs and many unpaired values (issue 15): self-training, with the image encoder's own
+# ImageNet classifier read through the text encoder as a zero-pair prior in "-imagenet".
+FEW_PAIR_ALIGNERS: dict[str, Callable[[], Aligner]] = {
+    "self-training": SelfTrainingAligner,
+    "self-training-imagenet": lambda: SelfTrainingAligner(imagenet_prior=True),
+}
 # Trained heads (opt-in: `xmodal bench flickr8k --aligner head-mlp-cca`); fitted with the
 # train split's item ids as groups and the dev split for early stopping. "-cca" heads start
 # at the cca-256-weighted solution and fine-tune it with InfoNCE; "-pcmr" heads train with
@@ -61,7 +68,7 @@ TRAINED_ALIGNERS: dict[str, Callable[[], Aligner]] = {
     for head in HEAD_KINDS
     for init in ("random", "cca")
 }
-PRESETS = {**ALIGNERS, **PIVOT_ALIGNERS, **TRAINED_ALIGNERS}
+PRESETS = {**ALIGNERS, **PIVOT_ALIGNERS, **FEW_PAIR_ALIGNERS, **TRAINED_ALIGNERS}
 
 
 def make_aligner(name: str, pair: tuple[str, str] = ("text", "image")) -> Aligner:

@@ -66,6 +66,31 @@ class TrainingSet:
         arrays, present, groups = train.training_table()
         return cls(arrays, groups, present, validation=None if dev is None else dev.first_values())
 
+    @classmethod
+    def with_unpaired(
+        cls, pairs: Embeddings, groups: np.ndarray, values: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    ) -> TrainingSet:
+        """The rows of ``pairs`` (``groups``: the item of each), then every value of each
+        modality alone (``values``: ``{modality: (embeddings, item of each row)}``, paired or
+        not), the other modalities masked: for aligners that learn from unpaired values too."""
+        arrays = {m: [x] for m, x in pairs.items()}
+        present = {m: [np.ones(len(groups), dtype=bool)] for m in pairs}
+        for modality, (x, _) in values.items():
+            for m in pairs:
+                alone = m == modality
+                arrays[m].append(x if alone else np.zeros((len(x), pairs[m].shape[1]), dtype=pairs[m].dtype))
+                present[m].append(np.full(len(x), alone))
+        return cls(
+            {m: np.concatenate(a) for m, a in arrays.items()},
+            np.concatenate([groups, *(items for _, items in values.values())]),
+            {m: np.concatenate(p) for m, p in present.items()},
+        )
+
+    @property
+    def n_pairs(self) -> int:
+        """Rows with every modality."""
+        return self.n_rows if self.present is None else int(np.logical_and.reduce(list(self.present.values())).sum())
+
     @property
     def n_rows(self) -> int:
         return len(next(iter(self.embeddings.values())))
@@ -192,10 +217,11 @@ def fit_model(
             f"({', '.join(encoders)}): name {aligner.n_modalities}, or use a head (head-linear, ...)"
         )
     built = {m: resolve_encoder(e, backend, models_dir) for m, e in encoders.items()}
+    aligner.use_encoders({m: e.name for m, e in built.items()})
     options: dict[str, Any] = {"backend": backend, "models_dir": models_dir, "progress": progress}
     training = _training_set(dataset, store, aligner, built, split=split, dev_split=dev_split, **options)
     n_items = training.n_rows if training.groups is None else len(np.unique(training.groups))
-    warning = small_data_warning(n_items, training.dims, auto)
+    warning = None if aligner.unpaired_rows else small_data_warning(n_items, training.dims, auto)
     selection = None
     if auto:
         assert training.groups is not None
@@ -208,9 +234,12 @@ def fit_model(
     about: dict[str, Any] = {
         "dataset": dataset.name,
         "split": split,
-        "pairs": training.n_rows,
+        "pairs": training.n_pairs if aligner.unpaired_rows else training.n_rows,
         "validation": validation,
     }
+    if aligner.unpaired_rows:
+        assert training.present is not None
+        about["values"] = {m: int(p.sum()) - training.n_pairs for m, p in training.present.items()}
     if warning is not None:
         about["warnings"] = [warning]
     if selection is not None:
@@ -258,6 +287,8 @@ def _training_set(
 ) -> TrainingSet:
     """What ``aligner`` is fitted on: text-image pairs as :func:`pair_training_set` makes them,
     any other modalities as :func:`modality_training_set` does."""
+    if aligner.unpaired_rows:
+        return _unpaired_training_set(dataset, store, built, split=split, **options)
     if set(built) == {"text", "image"}:
         _, training = pair_training_set(
             dataset, store, built["text"], built["image"], iterative=aligner.iterative, split=split,
@@ -268,3 +299,24 @@ def _training_set(
         dataset, store, built, pairwise=aligner.n_modalities == 2, split=split, dev_split=dev_split,
         iterative=aligner.iterative, **options,
     )  # fmt: skip
+
+
+def _unpaired_training_set(
+    dataset: PairedDataset, store: EmbeddingStore, built: Mapping[str, Encoder], *, split: str, **options: Any
+) -> TrainingSet:
+    """Every pair of the two modalities of ``split``, then every value of each alone
+    (:meth:`TrainingSet.with_unpaired`): items with one modality count too."""
+    if len(built) != 2:
+        raise ValueError(f"an aligner of pairs and unpaired values takes two modalities, got {list(built)}")
+    part = dataset.split(split)
+    if set(built) == {"text", "image"}:
+        train = embed_split(part, store, built["text"], built["image"], **options)
+        return TrainingSet.with_unpaired(
+            train.training_pairs(),
+            train.pair_items(),
+            {"text": (train.text, train.text_items), "image": (train.image, train.image_items)},
+        )
+    first, second = built
+    embedded = embed_modalities(part, store, built, **options)
+    pairs, groups = embedded.pairs(first, second)
+    return TrainingSet.with_unpaired(pairs, groups, {m: (embedded.arrays[m], embedded.items[m]) for m in built})
