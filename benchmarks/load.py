@@ -1,12 +1,15 @@
-"""Load test of the search service: concurrent text queries against a real uvicorn on loopback.
+"""Load test of the search service: concurrent text queries against a real uvicorn on loopback,
+with the service answering them one at a time, then batching them, in one run.
 
-Starts ``xmodal serve INDEX`` in a child process on a free loopback port, waits for
-``/health``, sends 5 warm-up queries, then runs ``--clients`` concurrent clients (each its
-own HTTP connection) that each send ``--queries`` text queries one after another: distinct
-Flickr8k captions taken from the index's items, ``GET /search?q=...&k=10``. The latency of
-a request is measured by its client from sending to the full JSON answer, so it includes
-encoding the text (minilm), the aligner, the FAISS search and the HTTP round trip.
-Reports errors (any non-200 answer or failed request), p50 / p90 / p99 / max latency and
+For each of the two, starts ``xmodal serve INDEX --no-batch``, then ``--batch`` (the default;
+uvicorn, one torch thread) in a child
+process on a free loopback port, waits for ``/health``, sends 5 warm-up queries, then runs
+``--clients`` concurrent clients (each its own HTTP connection) that each send ``--queries``
+text queries one after another: distinct Flickr8k captions taken from the index's items,
+``GET /search?q=...&k=10``, the same for both. The latency of a request is measured by its
+client from sending to the full JSON answer, so it includes encoding the text (minilm), the
+aligner, the FAISS search and the HTTP round trip. Reports errors (any non-200 answer or
+failed request), p50 / p90 / p99 / max latency, throughput, and batched / one-at-a-time
 throughput. Run from the repository root after ``make serve`` has built the index once::
 
     .venv/bin/python benchmarks/load.py                       # 32 clients x 50 queries
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import socket
 import subprocess
@@ -28,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from xmodal.bench.results import machine_description, markdown_table, replace_section, script_section
+from xmodal.search.storage import current_generation
 
 DEFAULT_INDEX = Path(".xmodal/serve/flickr8k-test")
 
@@ -72,6 +77,27 @@ async def run(url: str, batches: list[list[str]]) -> tuple[list[float], list[str
     return latencies, errors, time.perf_counter() - started
 
 
+def measure(
+    args: argparse.Namespace, batch: bool, warm_up: list[str], batches: list[list[str]]
+) -> tuple[list[float], list[str], float, bool]:
+    """``(latencies, errors, seconds, alive after)`` of the clients against a fresh server."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "xmodal"), "serve", str(args.index), "--port", str(port)]
+    command += ["--batch" if batch else "--no-batch", *(["--models", str(args.models)] if args.models else [])]
+    server = subprocess.Popen(command)
+    try:
+        wait_until_up(url, server)
+        for q in warm_up:
+            httpx.get(f"{url}/search", params={"q": q, "k": 10}, timeout=60).raise_for_status()
+        latencies, errors, seconds = asyncio.run(run(url, batches))
+        alive = httpx.get(f"{url}/health", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return latencies, errors, seconds, alive
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -87,7 +113,9 @@ def main() -> None:
 
     captions = [
         c
-        for row in pq.read_table(args.index / "items.parquet", columns=["captions"]).column("captions").to_pylist()
+        for row in pq.read_table(current_generation(args.index) / "items.parquet", columns=["captions"])
+        .column("captions")
+        .to_pylist()
         for c in row
     ]
     needed = args.clients * args.queries
@@ -95,43 +123,23 @@ def main() -> None:
         raise SystemExit(f"the index has {len(captions)} captions; {needed + 5} are needed")
     batches = [captions[5 + i * args.queries : 5 + (i + 1) * args.queries] for i in range(args.clients)]
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "xmodal.cli", "serve", str(args.index), "--port", str(port)]
-    server = subprocess.Popen(command + (["--models", str(args.models)] if args.models else []))
-    try:
-        wait_until_up(url, server)
-        for q in captions[:5]:
-            httpx.get(f"{url}/search", params={"q": q, "k": 10}, timeout=60).raise_for_status()
-        latencies, errors, seconds = asyncio.run(run(url, batches))
-        alive = httpx.get(f"{url}/health", timeout=10).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-    ms = np.array(latencies) * 1000
-    print(f"{machine_description()}; server and clients on the same machine, loopback; index {args.index}")
-    print(
-        f"{args.clients} concurrent clients x {args.queries} text queries = {len(ms)} requests in {seconds:.1f} s; "
-        f"errors: {len(errors)}; server alive after: {alive}\n"
-    )
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    load = "load average before: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    rows, rates, failures = [], [], []
+    for name, batch in (("one at a time", False), ("batched", True)):
+        latencies, errors, seconds, alive = measure(args, batch, captions[:5], batches)
+        ms = np.array(latencies) * 1000
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        rates.append(len(ms) / seconds)
+        latency = [f"{v:.0f}" for v in (p50, p90, p99, ms.max())]
+        rows.append([name, args.clients, len(ms), len(errors), *latency, f"{rates[-1]:.1f}"])
+        print(f"{name}: {len(ms)} requests in {seconds:.1f} s; errors: {len(errors)}; server alive after: {alive}")
+        failures += [f"{name}: {e}" for e in errors[:5]] + ([] if alive else [f"{name}: the server died"])
+    ratio = f"batched / one at a time: {rates[1] / rates[0]:.2f}x the requests per second"
     table = markdown_table(
-        ["clients", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests/s"],
-        [
-            [
-                args.clients,
-                len(ms),
-                len(errors),
-                f"{p50:.0f}",
-                f"{p90:.0f}",
-                f"{p99:.0f}",
-                f"{ms.max():.0f}",
-                f"{len(ms) / seconds:.1f}",
-            ]
-        ],
+        ["queries", "clients", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests/s"], rows
     )
-    print(table)
+    print(f"{machine_description()}; server and clients on the same machine, loopback; index {args.index}")
+    print(f"{load}\n\n{table}\n\n{ratio}")
     replace_section(
         args.results,
         f"load {args.clients}",
@@ -139,16 +147,19 @@ def main() -> None:
             f"Search service under load: {args.clients} concurrent clients × {args.queries} text queries (Flickr8k test index)",
             shlex.join(["python", "benchmarks/load.py", *sys.argv[1:]]),
             table,
-            f"server alive after: {alive}",
+            f"{load} · {ratio}",
             notes=[
-                "`xmodal serve` (uvicorn, one torch thread per query) and the clients share the machine, over loopback;",
-                "each request encodes its text (minilm), maps it with the index's aligner and searches the 1,000 images.",
+                "The service of `xmodal serve` (uvicorn, one torch thread) and the clients share the machine, over "
+                "loopback; each request encodes its text (minilm), maps it with the index's aligner and searches the "
+                "1,000 images.",
+                "One at a time: each request encodes and searches alone (`create_app(batch=False)`); batched: the "
+                "queries waiting while a batch runs are encoded and searched together (the default).",
             ],
         ),
     )
-    for error in errors[:5]:
-        print("error:", error)
-    if errors or not alive:
+    for failure in failures:
+        print("error:", failure)
+    if failures:
         raise SystemExit(1)
 
 

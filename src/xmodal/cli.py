@@ -833,6 +833,12 @@ def serve(
             "and spare cores serve other requests).",
         ),
     ] = 1,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch/--no-batch", help="Encode and search concurrent text queries together (the same results)."
+        ),
+    ] = True,
     models: ModelsOpt = None,
     trust: TrustOpt = False,
     token: Annotated[
@@ -863,7 +869,8 @@ def serve(
     console.print(
         f"serving {len(index)} {index.modality} items from {index_dir} at http://{host}:{port}/", soft_wrap=True
     )
-    uvicorn.run(create_app(index, allowed_hosts=hosts, token=token), host=host, port=port, log_level="warning")
+    app = create_app(index, allowed_hosts=hosts, token=token, batch=batch)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 ResultsOpt = Annotated[

@@ -199,36 +199,72 @@ class Searcher:
         for the query's route (one query modality; ``xmodal calibrate``); ``min_probability``
         keeps only hits at least that likely (none: "no match"), and needs a calibration.
         """
-        n = len(self.storage)
-        k = check_int(k, "k", minimum=1)
-        if k > n:
-            raise ValueError(f"k must be between 1 and the gallery size {n}, got {k}")
+        k = self._check_k(k)
         check_fusion(fusion)
         values = self._query_values({"text": text, "image": image, "audio": audio}, queries)
-        calibrated = self._check_min_probability(min_probability, values, csls)
+        calibrated = self._check_min_probability(min_probability, list(values), csls)
         parts = self._encode_query(values)
-        if csls:
-            self._check_csls(parts)
-        vectors = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
-        if len(vectors) == 1 and not csls:
-            scores, rows = self.storage.knn(vectors[0], k)
-            return self._hits(rows[0], scores[0], calibrated, min_probability)
-        csls_k = self.csls_k
-        depth = n if self.storage.exact else min(n, max(RERANK_DEPTH, 4 * k, csls_k))
-        found = [self.storage.knn(q, depth) for q in vectors]
-        rows = np.unique(np.concatenate([r[0] for _, r in found]))
-        rows = rows[rows >= 0]
-        total = np.zeros(len(rows), np.float32)
-        for q, (top, _) in zip(vectors, found):
-            cosine = self.storage.take(rows) @ q[0]
-            total += csls_scores(cosine[None], top_k_mean(top, csls_k), self._hubness_of(rows))[0] if csls else cosine
-        order = np.lexsort((rows, -total))[:k]
-        return self._hits(rows[order], total[order], calibrated, min_probability)
+        [(rows, scores)] = self._rank(parts, k, csls, fusion)
+        return self._hits(rows, scores, calibrated, min_probability)
+
+    def search_many(
+        self,
+        values: Sequence[str | Path],
+        *,
+        modality: str | None = None,
+        k: int = 10,
+        csls: bool = False,
+        min_probability: float | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`search` of each of ``values`` (queries of one ``modality``, by default the
+        model's text one, with the same options), encoded as one batch and searched as one
+        matrix: the same hits, in the order of ``values``. ``ValueError`` if any is refused."""
+        k = self._check_k(k)
+        modality = self._modality_of("text") if modality is None else modality
+        texts = [self._query_values({}, {modality: value})[modality] for value in values]
+        calibrated = self._check_min_probability(min_probability, [modality], csls)
+        ranked = self._rank({modality: self._encode(modality, texts)}, k, csls, "mean") if texts else []
+        return [self._hits(rows, scores, calibrated, min_probability) for rows, scores in ranked]
 
     @property
     def csls_k(self) -> int:
         """The CSLS neighbourhood of ``search(csls=True)``."""
         return self.model.csls_k or DEFAULT_CSLS_K
+
+    def _check_k(self, k: int) -> int:
+        n = len(self.storage)
+        k = check_int(k, "k", minimum=1)
+        if k > n:
+            raise ValueError(f"k must be between 1 and the gallery size {n}, got {k}")
+        return k
+
+    def _rank(
+        self, parts: dict[str, np.ndarray], k: int, csls: bool, fusion: str
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(rows, scores)`` of the ``k`` best gallery rows of each query: ``parts`` holds one
+        row per query for each of its modalities (in the shared space), fused by ``fusion``;
+        the gallery is searched once for all the queries."""
+        if csls:
+            self._check_csls(parts)
+        vectors = list(parts.values()) if fusion == "score" else [unit_rows(fuse_mean(list(parts.values())))]
+        if len(vectors) == 1 and not csls:
+            scores, rows = self.storage.knn(vectors[0], k)
+            return list(zip(rows, scores))
+        n, csls_k = len(self.storage), self.csls_k
+        depth = n if self.storage.exact else min(n, max(RERANK_DEPTH, 4 * k, csls_k))
+        found = [self.storage.knn(q, depth) for q in vectors]
+        ranked = []
+        for i in range(len(vectors[0])):
+            rows = np.unique(np.concatenate([r[i] for _, r in found]))
+            rows = rows[rows >= 0]
+            total = np.zeros(len(rows), np.float32)
+            for q, (top, _) in zip(vectors, found):
+                cosine = self.storage.take(rows) @ q[i]
+                reference = top_k_mean(top[i : i + 1], csls_k)
+                total += csls_scores(cosine[None], reference, self._hubness_of(rows))[0] if csls else cosine
+            order = np.lexsort((rows, -total))[:k]
+            ranked.append((rows[order], total[order]))
+        return ranked
 
     def _to_shared(self, embeddings: np.ndarray, modality: str) -> np.ndarray:
         return np.ascontiguousarray(unit_rows(self.model.transform(embeddings, modality)), dtype=np.float32)
@@ -242,7 +278,7 @@ class Searcher:
         for kind, value in shortcuts.items():
             if value is None:
                 continue
-            modality = kind if kind in self.encoders else self._first_of_kind(kind)
+            modality = self._modality_of(kind)
             if modality in values:
                 raise ValueError(f"two queries of modality {modality!r}")
             values[modality] = str(value)
@@ -255,19 +291,25 @@ class Searcher:
                 raise ValueError(f"the {modality} query is empty")
         return values
 
-    def _first_of_kind(self, kind: str) -> str:
+    def _modality_of(self, kind: str) -> str:
+        """The model's modality a ``kind`` shortcut names: the one called ``kind``, else its
+        first modality of that kind."""
+        if kind in self.encoders:
+            return kind
         found = [m for m, e in self.encoders.items() if e.modality == kind]
         if not found:
             raise ValueError(f"the model has no {kind} modality; it has {', '.join(self.encoders)}")
         return found[0]
 
     def _encode_query(self, values: dict[str, str]) -> dict[str, np.ndarray]:
-        parts = {}
-        for modality, value in values.items():
-            with self._encoding[modality]:
-                encoded = self.encoders[modality].encode([value])
-            parts[modality] = self._to_shared(encoded, modality)
-        return parts
+        """A query's ``{modality: value}`` encoded, ``{modality: 1 x d row in the shared space}``."""
+        return {modality: self._encode(modality, [value]) for modality, value in values.items()}
+
+    def _encode(self, modality: str, values: list[str]) -> np.ndarray:
+        """``values`` of ``modality`` encoded in one batch, in the shared space."""
+        with self._encoding[modality]:
+            encoded = self.encoders[modality].encode(values)
+        return self._to_shared(encoded, modality)
 
     def _check_csls(self, parts: dict[str, np.ndarray]) -> None:
         if not self.storage.reference.size:
@@ -285,10 +327,10 @@ class Searcher:
                 self._hubness = reference_means(self.storage.reference, self.storage.embeddings, self.csls_k)
             return self._hubness[rows]
 
-    def _check_min_probability(self, min_probability: float | None, values: dict[str, str], csls: bool) -> str | None:
-        """The calibration route of a query of ``values`` (None: uncalibrated), checking that
+    def _check_min_probability(self, min_probability: float | None, modalities: list[str], csls: bool) -> str | None:
+        """The calibration route of a query of ``modalities`` (None: uncalibrated), checking that
         ``min_probability`` is a probability and has a calibration to apply."""
-        key = route(next(iter(values)), self.storage.modality, csls) if len(values) == 1 else None
+        key = route(modalities[0], self.storage.modality, csls) if len(modalities) == 1 else None
         calibrated = key if key in self.model.calibration else None
         if min_probability is None:
             return calibrated

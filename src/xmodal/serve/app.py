@@ -17,12 +17,13 @@ disclosed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import os
 import stat
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -40,7 +41,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import xmodal
 from xmodal.data import DataError
 from xmodal.data.images import check_pixels, jpeg_thumbnail
+from xmodal.encoders import Encoder
 from xmodal.search import Hit, IndexItem, Searcher
+from xmodal.serve.batching import Options, TextBatcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000  # an uploaded image larger than this is refused from its header
@@ -163,17 +166,34 @@ def _json(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, token: str | None = None) -> FastAPI:
+def create_app(
+    index: Searcher,
+    *,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    token: str | None = None,
+    batch: bool = True,
+) -> FastAPI:
     """The service for ``index``: ``/search``, ``/search/image``, ``/search/audio``,
     ``/items/{id}``, ``/thumbnails/{id}``, ``/media/{id}``, ``/health``, the page at ``/`` and
     OpenAPI docs at ``/docs``.
 
     ``allowed_hosts`` are the Host header values served (``*`` for any); ``token``, when set,
-    is the bearer token every API route requires (``Authorization: Bearer TOKEN``)."""
+    is the bearer token every API route requires (``Authorization: Bearer TOKEN``); ``batch``
+    encodes and searches concurrent text queries together (:mod:`xmodal.serve.batching`:
+    the same results, more of them per second), else one at a time."""
+    batcher = TextBatcher(index) if batch else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if batcher is not None:
+            await run_in_threadpool(batcher.close)
+
     app = FastAPI(
         title="xmodal search",
         version=xmodal.__version__,
         description=f"Cross-modal search over {len(index)} {index.modality} items.",
+        lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -221,12 +241,24 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
             json_schema_extra={"enum": names} if names else None,
         )
 
-    def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
-        try:
-            hits = index.search(k=k, **kwargs)
-        except ValueError as error:  # bad k, empty text, unreadable image (DataError) or audio (EncoderError)
-            raise HTTPException(400, str(error)) from None
+    def response(query: str, k: int, hits: list[Hit]) -> SearchResponse:
         return SearchResponse(query=query, k=k, results=[result(h) for h in hits])
+
+    def run_search(query: str, k: int, **kwargs: Any) -> SearchResponse:
+        with _refused():
+            hits = index.search(k=k, **kwargs)
+        return response(query, k, hits)
+
+    def route_encoder(modality: str, kinds: tuple[str, ...]) -> Encoder:
+        """The encoder of ``modality``; 400 unless the model has it, of one of the ``kinds`` the route takes."""
+        encoder = index.encoders.get(modality)
+        if encoder is None:
+            raise HTTPException(400, f"the model has no modality {modality!r}; it has {', '.join(index.encoders)}")
+        if encoder.modality not in kinds:
+            if encoder.modality == "text":
+                raise HTTPException(400, f"{modality!r} takes text queries: send them to /search")
+            raise HTTPException(400, f"{modality!r} takes {encoder.modality} files: send them to /search/image")
+        return encoder
 
     def default_modality(kind: str) -> str:
         """The model's modality of ``kind`` that a file query takes when none is named: the
@@ -246,13 +278,7 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         """Search by an uploaded file of ``modality`` (one of ``kinds``): written to a temporary
         file (deleted after), its header checked, encoded; errors name the upload, never the
         temporary file."""
-        encoder = index.encoders.get(modality)
-        if encoder is None:
-            raise HTTPException(400, f"the model has no modality {modality!r}; it has {', '.join(index.encoders)}")
-        if encoder.modality not in kinds:
-            if encoder.modality == "text":
-                raise HTTPException(400, f"{modality!r} takes text queries: send them to /search")
-            raise HTTPException(400, f"{modality!r} takes {encoder.modality} files: send them to /search/image")
+        encoder = route_encoder(modality, kinds)
         name = upload.filename or "upload"
         data = await upload.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -289,19 +315,25 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         )
 
     @app.get("/search", responses=_errors(400, 401, 413, 414, 422))
-    def search_text(
+    async def search_text(
         q: str = Query(description="The text query.", json_schema_extra={"minLength": 1, "pattern": r"\S"}),
         k: int = k_parameter(),
         csls: CSLS = False,
         modality: str | None = modality_parameter(("text",), "the model's text modality"),
         min_probability: MinProbability = None,
     ) -> SearchResponse:
-        """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared space)."""
+        """The ``k`` gallery items closest to a text query (encoded, then mapped to the shared
+        space); concurrent queries are encoded and searched together."""
         if any(ord(c) < 32 and c not in "\t\n\r" for c in q):
             raise HTTPException(400, "the query holds control characters")
-        if modality is None:
-            return run_search(q, k, text=q, csls=csls, min_probability=min_probability)
-        return run_search(q, k, queries={modality: q}, csls=csls, min_probability=min_probability)
+        if modality is not None:
+            route_encoder(modality, ("text",))  # never a file path of the server
+        if batcher is not None:
+            with _refused():
+                hits = await batcher.search(q, Options(modality, k, csls, min_probability))
+            return response(q, k, hits)
+        query: dict[str, Any] = {"text": q} if modality is None else {"queries": {modality: q}}
+        return await run_in_threadpool(run_search, q, k, **query, csls=csls, min_probability=min_probability)
 
     @app.post("/search/image", responses=_errors(400, 401, 413, 414, 422))
     async def search_image(
@@ -378,6 +410,16 @@ def create_app(index: Searcher, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
         return FileResponse(found.path, media_type=kind, stat_result=status, headers={"Cache-Control": "max-age=3600"})
 
     return app
+
+
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """A query the index refuses (bad k, empty text, unreadable image (DataError) or audio
+    (EncoderError): a ``ValueError``) as a 400."""
+    try:
+        yield
+    except ValueError as error:
+        raise HTTPException(400, str(error)) from None
 
 
 def _common_folder(index: Searcher) -> str | None:
