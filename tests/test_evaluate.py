@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval, ranks, recall_metrics, streamed_ranks
-from xmodal.retrieval import Scorer, pairwise
+from xmodal.retrieval import BankNormaliser, Scorer, pairwise
 
 # 3 queries x 4 gallery items; query i is relevant to the gallery item with the same label.
 SCORES_3x4 = np.array(
@@ -218,6 +218,37 @@ def test_evaluate_bidirectional_directions_match_evaluate_retrieval():
     t2i = evaluate_retrieval(text, image, text_labels, image_labels, metric="dot", csls_k=2)
     i2t = evaluate_retrieval(image, text, image_labels, text_labels, metric="dot", csls_k=2)
     assert m == {f"t2i/{k}": v for k, v in t2i.items()} | {f"i2t/{k}": v for k, v in i2t.items()}
+
+
+def test_evaluate_retrieval_rerank_with_a_training_bank_fixes_a_hub():
+    # Every query and every training (bank) query heads for the hub, gallery row 6.
+    rng = np.random.default_rng(2)
+    eye, hub = np.eye(7), np.eye(7)[:6].sum(0) / np.sqrt(6)
+    gallery = np.vstack([eye[:6], hub])
+    queries = eye[:6] + 1.2 * hub + 0.02 * rng.normal(size=(6, 7))
+    bank = eye[rng.integers(0, 6, size=60)] + 1.2 * hub + 0.02 * rng.normal(size=(60, 7))
+    labels = np.arange(6)
+    g_labels = np.arange(7)
+    rerank = BankNormaliser("inverted-softmax", beta=10.0).fit(Scorer(bank, gallery))
+    plain = evaluate_retrieval(queries, gallery, labels, g_labels, ks=(1,))
+    fixed = evaluate_retrieval(queries, gallery, labels, g_labels, ks=(1,), rerank=rerank)
+    assert plain["R@1"] == 0.0 and fixed["R@1"] == 100.0
+    with pytest.raises(ValueError, match="rerank needs the queries as one array"):
+        evaluate_retrieval([queries, queries], gallery, labels, g_labels, rerank=rerank)
+
+
+def test_evaluate_bidirectional_reranks_the_directions_it_is_given():
+    rng = np.random.default_rng(3)
+    image, text = rng.normal(size=(12, 8)), rng.normal(size=(24, 8))
+    image_labels, text_labels = np.arange(12), np.repeat(np.arange(12), 2)
+    rerank = BankNormaliser("dual-softmax", beta=5.0).fit(Scorer(rng.normal(size=(30, 8)), image))
+    m = evaluate_bidirectional(text, image, text_labels, image_labels, csls_k=2, rerank={"t2i": rerank})
+    t2i = evaluate_retrieval(text, image, text_labels, image_labels, csls_k=2, rerank=rerank)
+    assert m == evaluate_bidirectional(text, image, text_labels, image_labels, csls_k=2) | {
+        f"t2i/{k}": v for k, v in t2i.items()
+    }
+    with pytest.raises(ValueError, match=r"rerank directions are 't2i' and 'i2t', got \['text'\]"):
+        evaluate_bidirectional(text, image, text_labels, image_labels, rerank={"text": rerank})
 
 
 def test_chance_recall_matches_a_random_ranking():

@@ -18,7 +18,7 @@ of a gallery; its protocol is in its docstring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from xmodal.core.arrays import check_embeddings, check_int
 from xmodal.core.config import DEFAULT_METRIC
 from xmodal.retrieval.csls import csls
 from xmodal.retrieval.fusion import fused_scorer
+from xmodal.retrieval.rerank import Rerank, Reranked
 from xmodal.retrieval.similarity import Scores, check_metric, default_chunk_size, prepare_rows, similarity_block
 
 Blocks = Callable[[], Iterable[np.ndarray]]  # yields the rows in consecutive blocks, from the first, on every call
@@ -182,13 +183,22 @@ def evaluate_retrieval(
     ks: Sequence[int] = (1, 5, 10),
     prefix: str = "",
     fusion: str = "mean",
+    reference: np.ndarray | None = None,
+    rerank: Rerank | None = None,
 ) -> dict[str, float]:
     """Recall metrics of ``queries`` retrieving from ``gallery``, keys prefixed by ``prefix``.
 
     ``queries`` may be a list of row-paired arrays (one per query modality), fused as
-    ``fusion`` says (see :mod:`xmodal.retrieval.fusion`).
+    ``fusion`` says (see :mod:`xmodal.retrieval.fusion`). ``reference``: CSLS's reference
+    queries (default: ``queries`` themselves, see :class:`~xmodal.retrieval.Scorer`).
+    ``rerank`` (fitted for ``gallery``, see :mod:`xmodal.retrieval.rerank`) re-ranks the scores
+    (CSLS scores if ``csls_k``), receiving ``queries`` alongside; it needs one query array.
     """
-    scorer = fused_scorer(queries, gallery, fusion=fusion, metric=metric, csls_k=csls_k)
+    scorer: Scores = fused_scorer(queries, gallery, fusion=fusion, metric=metric, csls_k=csls_k, reference=reference)
+    if rerank is not None:
+        if not isinstance(queries, np.ndarray):
+            raise ValueError("rerank needs the queries as one array (fuse the query modalities first)")
+        scorer = Reranked(scorer, queries, rerank)
     metrics = recall_metrics(ranks(scorer, query_labels, gallery_labels), ks)
     return {prefix + name: value for name, value in metrics.items()}
 
@@ -202,16 +212,22 @@ def evaluate_bidirectional(
     metric: str = DEFAULT_METRIC,
     csls_k: int = 0,
     ks: Sequence[int] = (1, 5, 10),
+    rerank: Mapping[str, Rerank] | None = None,
 ) -> dict[str, float]:
-    """Text->image metrics under ``"t2i/"`` and image->text metrics under ``"i2t/"``."""
-    return {
-        **evaluate_retrieval(
-            text, image, text_labels, image_labels, prefix="t2i/", metric=metric, csls_k=csls_k, ks=ks
-        ),
-        **evaluate_retrieval(
-            image, text, image_labels, text_labels, prefix="i2t/", metric=metric, csls_k=csls_k, ks=ks
-        ),
-    }
+    """Text->image metrics under ``"t2i/"`` and image->text metrics under ``"i2t/"``; ``rerank``
+    maps a direction (``"t2i"``, ``"i2t"``) to the rerank of that direction (fitted for its
+    gallery, see :func:`evaluate_retrieval`); a direction it does not name is not re-ranked."""
+    reranks = dict(rerank or {})
+    if unknown := set(reranks) - {"t2i", "i2t"}:
+        raise ValueError(f"rerank directions are 't2i' and 'i2t', got {sorted(unknown)}")
+    directions = {"t2i": (text, image, text_labels, image_labels), "i2t": (image, text, image_labels, text_labels)}
+    metrics: dict[str, float] = {}
+    for name, (queries, gallery, q_labels, g_labels) in directions.items():
+        metrics |= evaluate_retrieval(
+            queries, gallery, q_labels, g_labels, prefix=f"{name}/", metric=metric, csls_k=csls_k, ks=ks,
+            rerank=reranks.get(name),
+        )  # fmt: skip
+    return metrics
 
 
 @dataclass(frozen=True)

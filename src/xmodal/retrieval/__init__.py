@@ -1,13 +1,21 @@
 """Scoring in a shared space: similarity functions, CSLS, fusion of query modalities, learned
-scorers and exact top-k search. Evaluation and the search index use the same code."""
+scorers, re-ranking (query-bank normalisation, k-reciprocal, the training-set bridge) and
+exact top-k search. Evaluation and the search index use the same code."""
 
 from xmodal.retrieval.fusion import SumScorer, check_fusion, fuse_mean, fused_scorer
+from xmodal.retrieval.rerank import BANK_NORMALISERS, BankNormaliser, Bridge, KReciprocal, Rerank, Reranked
 from xmodal.retrieval.similarity import SIMILARITIES, Scorer, Scores, pairwise
 from xmodal.retrieval.topk import search, topk
 from xmodal.retrieval.zeroshot import class_prototypes, zero_shot_scores
 
 __all__ = [
+    "BANK_NORMALISERS",
     "SIMILARITIES",
+    "BankNormaliser",
+    "Bridge",
+    "KReciprocal",
+    "Rerank",
+    "Reranked",
     "Scorer",
     "Scores",
     "SumScorer",
