@@ -14,6 +14,13 @@ longer side to the input size, centred on ``background``, black when None) to th
 input resolution, then ``(x - 127) / 128`` as in the TF reference.
 Two backends compute the same function: ``torch`` (eager) and ``onnx`` (ONNX Runtime,
 exported once and cached; several times faster on a CPU).
+
+``quantized=True`` (the registry's ``efficientnet-liteN-int8``) runs the ONNX export quantised
+to int8 once (static QDQ: :func:`xmodal.encoders.onnx.quantize_static_int8`), about twice as
+fast; the activation ranges are calibrated on :func:`calibration_pixels`, seeded crops of the
+two photos that scikit-learn ships, so that every install makes the same int8 model without a
+dataset (ReLU6 bounds most of the network's activations: on Flickr8k dev these crops give the
+same embeddings as 128 Flickr8k train images, cosine to float 0.9936 against 0.9934).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import functools
 import importlib
 import io
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +41,15 @@ from tqdm.auto import tqdm
 from xmodal.core.config import BACKENDS, DEFAULT_BACKEND
 from xmodal.data.images import DEFAULT_BACKGROUND, check_background, load_image
 from xmodal.encoders.base import EncoderError
+from xmodal.encoders.onnx import INT8_STATIC
 
 RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
 FITS = ("crop", "pad")
+CALIBRATION_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn (sklearn.datasets)
+CALIBRATION_CROPS, CALIBRATION_SEED = 128, 0
 _PREPROCESS_VERSION = "bicubic/(x-127)/128/v2"  # v2: transparency flattened, SVG rasterised
+_CALIBRATION = f"sklearn-{'+'.join(CALIBRATION_PHOTOS)}-{CALIBRATION_CROPS}-crops-seed{CALIBRATION_SEED}"
 
 
 def preprocess(
@@ -73,6 +84,25 @@ def fitted_pixels(
         top = (new_size[1] - size) // 2
         image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, dtype=np.float32)
+
+
+def calibration_pixels(size: int, batch_size: int = 16) -> Iterator[np.ndarray]:
+    """Batches of int8 calibration inputs (``N x 3 x size x size``, as :func:`preprocess` makes
+    them): ``CALIBRATION_CROPS`` seeded random square crops of scikit-learn's sample photos,
+    from a fifth of the shorter side to all of it, half of them mirrored; no dataset's images."""
+    from sklearn.datasets import load_sample_image
+
+    photos = [Image.fromarray(load_sample_image(name)) for name in CALIBRATION_PHOTOS]
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    crops = []
+    for i in range(CALIBRATION_CROPS):
+        photo = photos[i % len(photos)]
+        side = round(rng.uniform(0.2, 1.0) * min(photo.size))
+        left, top = (int(rng.integers(0, extent - side + 1)) for extent in photo.size)
+        crop = photo.crop((left, top, left + side, top + side))
+        crops.append(preprocess(ImageOps.mirror(crop) if rng.random() < 0.5 else crop, size))
+    for start in range(0, len(crops), batch_size):
+        yield np.stack(crops[start : start + batch_size])
 
 
 def image_options(fit: str, background: str | None) -> str:
@@ -127,11 +157,14 @@ class EfficientNetLiteEncoder:
         resolution: int | None = None,
         fit: str = "crop",
         background: str | None = DEFAULT_BACKGROUND,
+        quantized: bool = False,
     ):
         if variant not in RESOLUTION:
             raise EncoderError(f"unknown EfficientNet-Lite variant {variant!r}")
         if backend not in BACKENDS:
             raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if quantized and backend != "onnx":
+            raise EncoderError(f"{variant}-int8 runs through ONNX Runtime: use the onnx backend, not {backend!r}")
         native = RESOLUTION[variant]
         resolution = native if resolution is None else resolution
         if (
@@ -147,7 +180,11 @@ class EfficientNetLiteEncoder:
         self.fill = check_background(background)
         options = image_options(fit, background)
         self.name = (
-            variant + ("-mirror" if mirror else "") + (f"@{resolution}" if resolution != native else "") + options
+            variant
+            + ("-mirror" if mirror else "")
+            + ("-int8" if quantized else "")
+            + (f"@{resolution}" if resolution != native else "")
+            + options
         )
         self.variant = variant
         self.mirror = mirror
@@ -155,16 +192,18 @@ class EfficientNetLiteEncoder:
         self.resolution = resolution
         self.fit = fit
         self.background = background
+        self.quantized = quantized
         self.models_dir = models_dir
 
     @property
     def cache_key(self) -> str:
         view = self.variant + ("-mirror" if self.mirror else "")  # the resolution has its own field
-        return f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}|{self.fit}|background={self.background}"
+        key = f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}|{self.fit}|background={self.background}"
+        return f"{key}|{INT8_STATIC}|calibration={_CALIBRATION}" if self.quantized else key
 
     @functools.cached_property
-    def _forward(self) -> Callable[[np.ndarray], np.ndarray]:
-        """Batch -> embeddings; built on first use, so cache hits never load weights."""
+    def forward(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Batch of :func:`preprocess`-ed pixels -> embeddings; built on first use, so cache hits never load weights."""
         module = PooledFeatures(load_efficientnet_lite(self.variant)).eval()
         if self.backend == "torch":
 
@@ -175,7 +214,8 @@ class EfficientNetLiteEncoder:
             return forward
         from xmodal.encoders.onnx import onnx_session
 
-        session = onnx_session(module, self.variant, self.resolution, self.models_dir)
+        calibration = functools.partial(calibration_pixels, self.resolution) if self.quantized else None
+        session = onnx_session(module, self.variant, self.resolution, self.models_dir, calibration)
         return lambda batch: session.run(None, {"pixels": batch})[0]
 
     def _view(self, image: Image.Image) -> Image.Image:
@@ -193,5 +233,5 @@ class EfficientNetLiteEncoder:
                     for p in chunk
                 ]
             )
-            out[start : start + len(chunk)] = self._forward(batch)
+            out[start : start + len(chunk)] = self.forward(batch)
         return out

@@ -20,7 +20,9 @@ the L2-normalised embeddings of two encoders of the same modality. ``vector`` (o
 takes precomputed embeddings as they are. ``NAME-onnx`` runs a sentence-transformers text
 encoder (``minilm``, ``mpnet``, a tuned model) through ONNX Runtime, the same function to float
 rounding and the same cache key; ``NAME-onnx-int8`` quantises it to int8
-(:mod:`xmodal.encoders.text_onnx`). The plain names stay eager torch.
+(:mod:`xmodal.encoders.text_onnx`). The plain names stay eager torch. ``efficientnet-liteN-int8``
+(also ``-mirror-int8``, ``-tta-int8``, with ``@RES`` and options) runs the image encoder's ONNX
+export quantised to int8 (:mod:`xmodal.encoders.image`), with a cache key of its own.
 
 :func:`default_encoder` names the encoder a modality gets when none is given: by its kind,
 and for text by its language.
@@ -108,7 +110,7 @@ def _aisfx(models_dir: Path, backend: str) -> Encoder:
     return AisfxEncoder()
 
 
-def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
+def _efficientnet(variant: str, view: str, quantized: bool) -> Callable[..., Encoder]:
     def factory(
         models_dir: Path,
         backend: str,
@@ -120,7 +122,7 @@ def _efficientnet(variant: str, view: str) -> Callable[..., Encoder]:
 
         def encoder(mirror: bool) -> Encoder:
             return EfficientNetLiteEncoder(
-                variant, backend, models_dir, mirror=mirror, resolution=resolution, fit=fit, background=background
+                variant, backend, models_dir, mirror, resolution, fit, background, quantized=quantized
             )
 
         if view == "tta":  # test-time augmentation: mean of the image and its mirror
@@ -140,8 +142,9 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
     "whisper-base": _whisper("whisper-base"),
     "aisfx": _aisfx,
     **{
-        f"efficientnet-lite{i}{suffix}": _efficientnet(f"efficientnet-lite{i}", view)
+        f"efficientnet-lite{i}{suffix}{int8}": _efficientnet(f"efficientnet-lite{i}", view, bool(int8))
         for view, suffix in _VIEWS.items()
+        for int8 in ("", "-int8")
         for i in range(3)
     },
 }

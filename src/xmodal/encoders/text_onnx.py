@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -32,14 +31,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xmodal.core.config import onnx_dir
-from xmodal.core.files import atomic_path, file_digest, write_text_atomic
 from xmodal.encoders.base import EncoderError, check_texts
+from xmodal.encoders.onnx import checked_file, quiet_quantizer
 from xmodal.encoders.text import SentenceTransformerEncoder
 
 if TYPE_CHECKING:
     import onnxruntime as ort
-
-log = logging.getLogger("xmodal")
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len_tokens")
 _LEGACY_POOLING = {  # sentence-transformers' older Pooling configs: one flag per mode
@@ -97,7 +94,7 @@ class OnnxSentenceEncoder:
 
         path = self._export()
         if self.quantized:
-            path = _checked(path.with_name(path.stem + "-int8.onnx"), lambda tmp: _quantize(path, tmp))
+            path = checked_file(path.with_name(path.stem + "-int8.onnx"), lambda tmp: _quantize(path, tmp))
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
@@ -111,7 +108,7 @@ class OnnxSentenceEncoder:
         digest = self.source.cache_key.rsplit("|", 1)[-1]
         base = self.source.name.replace("/", "_").replace(":", "_")
         path = onnx_dir(self.models_dir) / f"text-{base}-{digest}.onnx"
-        return _checked(path, lambda tmp: self._write_export(tmp))
+        return checked_file(path, lambda tmp: self._write_export(tmp))
 
     def _write_export(self, tmp: Path) -> None:
         """Export the transformer of the torch model to ``tmp`` and check it against torch."""
@@ -252,20 +249,6 @@ def _folder_settings(name: str, folder: Path) -> tuple[int, bool, str, bool, int
     return int(transformer["max_seq_length"]), lower, modes[0], "Normalize" in kinds, int(dim)
 
 
-def _checked(path: Path, write: Any) -> Path:
-    """``path``, written atomically by ``write(tmp)`` if missing, or damaged (its recorded
-    SHA-256, ``PATH.sha256``, is missing or differs)."""
-    recorded = path.with_name(path.name + ".sha256")
-    if path.is_file() and (not recorded.is_file() or recorded.read_text().strip() != file_digest(path)["sha256"]):
-        log.warning("ONNX export %s has no recorded checksum or does not match it: exporting it again", path)
-        path.unlink()
-    if not path.is_file():
-        with atomic_path(path, suffix=".onnx") as tmp:
-            write(tmp)
-        write_text_atomic(recorded, str(file_digest(path)["sha256"]) + "\n")
-    return path
-
-
 def _quantize(source: Path, target: Path) -> None:
     """int8 weights (per output channel) for the matrix products by a weight, activations quantised
     per batch; the feed-forward output projections (fed by GELU, whose outputs have outliers that
@@ -282,16 +265,11 @@ def _quantize(source: Path, target: Path) -> None:
         return any(s.op_type == "Erf" or (depth > 1 and after_gelu(s, depth - 1)) for s in sources)
 
     nodes = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights and not after_gelu(n)]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))  # its "consider pre-processing" note goes to the root logger
-    try:
+    with quiet_quantizer():
         quantize_dynamic(
             source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
             nodes_to_quantize=nodes,
         )  # fmt: skip
-    finally:
-        root.setLevel(level)
 
 
 def cpu_threads() -> int:
