@@ -127,6 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="data root holding flickr8k/")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
+    parser.add_argument(
+        "--shipped", action="store_true", help="only the shipped aligner with the prior (section few-pairs-shipped)"
+    )
     args = parser.parse_args()
     dataset, store = load_flickr8k(args.data), EmbeddingStore()
     train = embed_split(dataset.split("train"), store, "minilm", "efficientnet-lite0", progress=False)
@@ -142,6 +145,8 @@ def main() -> None:
         "SelfTrainingAligner (shipped)": lambda t, i: bench.self_training(t, i, prior=False),
         "SelfTrainingAligner + ImageNet prior (shipped)": lambda t, i: bench.self_training(t, i, prior=True),
     }
+    if args.shipped:
+        methods = {name: method for name, method in methods.items() if "prior (shipped)" in name}
     scores: dict[str, dict[int, list[float]]] = {"procrustes-t2i (baseline)": {}, **{m: {} for m in methods}}
     on_dev: dict[str, dict[int, list[float]]] = {name: {} for name in scores}
     for n in BUDGETS:
@@ -175,27 +180,37 @@ def main() -> None:
             f"(issue 15 asks for {target}: not reached)." if np.mean(scores[best][n]) < target else
             f"- {n} pairs: best {best} at {np.mean(scores[best][n]):.1f}, {ratio:.2f}× the baseline (target {target} met)."
         )  # fmt: skip
+    notes += (
+        []
+        if args.shipped
+        else [
+            "- Within-modality covariances from the unpaired rows do not rescue CCA: whitening by them "
+            "amplifies the directions in which a few pairs' cross-covariance is noise.",
+        ]
+    )
     notes += [
-        "- Within-modality covariances from the unpaired rows do not rescue CCA: whitening by them "
-        "amplifies the directions in which a few pairs' cross-covariance is noise.",
         "- The ImageNet prior alone (no pair at all; ConSE of efficientnet-lite0's classifier through minilm, "
         "both sides centred) reaches about 30 on dev; its settings (class texts: 4 name templates + the "
         "class description; temperature 3, top 20 classes) were chosen on dev (templates + description "
         "31.0 against 28.6 for one template); the final weight 0.5 and the CCA size "
-        "from one 300-pair draw scored on the test split during the exploration (a protocol slip: not re-chosen "
-        "on dev for lack of time).",
+        "from one 300-pair draw scored on the test split during the exploration (a protocol slip); on dev, weight "
+        "0.5 beat 0.8 (48.7 against 48.2: 300 pairs, draw 0, 2 CCA rounds).",
+        "- The CCA rounds were chosen on dev (300 pairs, draw 0): 46.9 without them, 48.7 with 2 rounds and "
+        "pseudo_k 3, 49.9 with 3 rounds and pseudo_k 5 (kept), 49.7 with 4 rounds and pseudo_k 5 or 10.",
         "- The prior uses the image encoder's own classifier head, trained on ImageNet labels: no image-text "
         "pair, but not a text-free signal either.",
     ]
     body = script_section(
-        "Few pairs on Flickr8k: methods that also use the unpaired train items (issue 15)",
+        "Few pairs on Flickr8k: the shipped aligner (issue 15)"
+        if args.shipped
+        else "Few pairs on Flickr8k: methods that also use the unpaired train items (issue 15)",
         shlex.join(["python", "benchmarks/few_pairs.py", *sys.argv[1:]]),
         markdown_table(["method", *(f"{n} pairs" for n in BUDGETS)], rows),
         f"mean of t2i and i2t R@10 on the 1k test split, CSLS k=10, {DRAWS} seeded draws (mean ± std; in "
         "brackets the mean on the 1k dev split); minilm + efficientnet-lite0",
         notes=notes,
     )
-    replace_section(args.results, "few-pairs", body)
+    replace_section(args.results, "few-pairs-shipped" if args.shipped else "few-pairs", body)
     print(f"updated {args.results}")
 
 

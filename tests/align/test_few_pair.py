@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xmodal.align import Aligner, ProcrustesAligner
-from xmodal.align.few_pair import SelfTrainingAligner
+from xmodal.align.few_pair import SelfTrainingAligner, _pseudo_pairs
 from xmodal.core.arrays import unit_rows
 from xmodal.evaluate import evaluate_bidirectional
 
@@ -47,6 +47,21 @@ def test_unpaired_rows_lift_a_dozen_pairs_to_the_planted_map():
     aligner = SelfTrainingAligner(n_components=30, pca_components=30).fit(fit, present=present)
     assert aligner.pairs_ == 12 and aligner.pseudo_pairs_ > 600  # of the 688 unpaired items
     assert _r1(aligner, test) >= 99 > 90 > _r1(alone, test)
+
+
+def test_pseudo_pairs_keep_texts_among_their_best_images_k_best():
+    scores = np.array(  # 2 images x 4 texts
+        [
+            [0.9, 0.8, 0.1, 0.7],
+            [0.2, 0.3, 0.5, 0.6],
+        ]
+    )
+    texts, images = _pseudo_pairs(scores, 1)  # mutual nearest neighbours: image 1 prefers text 3, which prefers 0
+    assert texts.tolist() == [0] and images.tolist() == [0]
+    texts, images = _pseudo_pairs(scores, 2)  # text 1 is image 0's second best; text 3 is its third
+    assert texts.tolist() == [0, 1, 2] and images.tolist() == [0, 0, 1]
+    texts, _ = _pseudo_pairs(scores, 4)
+    assert texts.tolist() == [0, 1, 2, 3]
 
 
 def test_fitting_is_deterministic_and_saves_without_pickle(tmp_path):

@@ -16,6 +16,9 @@ one (the unpaired pool of each modality)::
    rotation on pairs + pseudo-pairs.
 3. A weighted CCA (``n_components``, correlations ** 0.5, ridge 1.0) is fitted on the pairs
    and the last pseudo-pairs: with thousands of (noisy) pairs, CCA beats a rotation.
+4. ``cca_rounds`` rounds of the same in the CCA's space: the pools scored there (CSLS), each
+   text paired with its best image when the text is among that image's ``pseudo_k`` best
+   (an image has several captions), and the CCA fitted again on pairs + pseudo-pairs.
 
 The prior (optional): the image encoder's own ImageNet classifier read through the text
 encoder (ConSE, :mod:`xmodal.encoders.prior`) puts every image in the text space without any
@@ -60,6 +63,8 @@ class SelfTrainingAligner(Aligner):
         n_components: int = 128,
         pca_components: int = 128,
         rounds: int = 3,
+        cca_rounds: int = 3,
+        pseudo_k: int = 5,
         prior_image: str | None = None,
         prior_text: str | None = None,
         prior_modality: str = "image",
@@ -75,6 +80,8 @@ class SelfTrainingAligner(Aligner):
         self.n_components = n_components
         self.pca_components = pca_components
         self.rounds = rounds
+        self.cca_rounds = cca_rounds
+        self.pseudo_k = pseudo_k
         self.prior_image = prior_image
         self.prior_text = prior_text
         self.prior_modality = prior_modality
@@ -128,10 +135,15 @@ class SelfTrainingAligner(Aligner):
         for _ in range(self.rounds):
             space.fit(*(np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)))
             rows = space.pseudo_pairs()
-        stats = Statistics.from_arrays({m: np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)})
-        cca = CCAAligner(min(self.n_components, r), reg=1.0, weight_power=0.5, normalize=False).fit_statistics(stats)
-        self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
-        self.mean_ = dict(cca.mean_)
+        for cca_round in range(self.cca_rounds + 1):
+            if cca_round:  # pseudo-pairs scored in the space of the last CCA
+                scores = _csls(self._transform(pools[image], image) @ self._transform(pools[text], text).T)
+                rows = dict(zip((text, image), _pseudo_pairs(scores, self.pseudo_k)))
+            stats = Statistics.from_arrays({m: np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)})
+            cca = CCAAligner(min(self.n_components, r), reg=1.0, weight_power=0.5, normalize=False)
+            cca.fit_statistics(stats)
+            self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
+            self.mean_ = dict(cca.mean_)
         self.pairs_ = int(paired.sum())
         self.pseudo_pairs_ = len(rows[text])
 
@@ -195,11 +207,8 @@ class _RotatedSpace:
 
     def pseudo_pairs(self) -> dict[str, np.ndarray]:
         """Rows of the two pools that are mutual nearest neighbours under CSLS (k=10)."""
-        a, b = self._rows(self.text), self._rows(self.image)
-        scores = _csls(b @ a.T)  # images x texts
-        best_text, best_image = scores.argmax(1), scores.argmax(0)
-        mutual = np.flatnonzero(best_image[best_text] == np.arange(len(b)))
-        return {self.text: best_text[mutual], self.image: mutual}
+        scores = _csls(self._rows(self.image) @ self._rows(self.text).T)
+        return dict(zip((self.text, self.image), _pseudo_pairs(scores, 1)))
 
     def _rows(self, modality: str) -> np.ndarray:
         """A pool in the current space: its PCA rows (rotated, on the text side), then its prior block."""
@@ -218,6 +227,16 @@ def _csls(scores: np.ndarray) -> np.ndarray:
     scores -= rows[:, None]
     scores -= columns[None, :]
     return scores
+
+
+def _pseudo_pairs(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(text rows, image rows)`` of the pseudo-pairs of an images x texts score matrix: each
+    text with its best image, kept when the text is among that image's ``k`` best texts
+    (``k=1``: mutual nearest neighbours)."""
+    best_image = scores.argmax(0)
+    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k]  # each image's k-th best
+    texts = np.flatnonzero(scores[best_image, np.arange(scores.shape[1])] >= kth[best_image])
+    return texts, best_image[texts]
 
 
 def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
