@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from xmodal.encoders import get_encoder
-from xmodal.store import EmbeddingStore, item_keys
+from xmodal.store import EmbeddingStore, cache, item_keys
 
 
 class Counting:
@@ -208,3 +210,114 @@ def test_a_one_file_cache_damaged_after_its_first_read_is_skipped(tmp_path, capl
     rows = EmbeddingStore(tmp_path).embed(encoder, values)
     np.testing.assert_array_equal(rows, [expected(t) for t in values])
     assert encoder.encoded == values and f"embedding cache file {legacy} is corrupt" in caplog.text
+
+
+class FileBytes:
+    """An image encoder with known outputs (a fixed function of the file's bytes) that counts what it encodes."""
+
+    name = "file-bytes"
+    modality = "image"
+    dim = 4
+    cache_key = "file-bytes|v1"
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, values: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        self.encoded += values
+        return np.array([expected(Path(v).read_text()) for v in values], np.float32)
+
+
+def image_files(folder: Path, n: int = 4) -> list[str]:
+    for i in range(n):
+        (folder / f"{i}.jpg").write_text(f"image {i}")
+    return [str(folder / f"{i}.jpg") for i in range(n)]
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """The files whose bytes the cache reads to key them."""
+    seen: list[str] = []
+
+    def counted(value: str, modality: str) -> bytes:
+        seen.append(value)
+        return content(value, modality)
+
+    content = cache._content
+    monkeypatch.setattr(cache, "_content", counted)
+    return seen
+
+
+@pytest.fixture
+def settled(monkeypatch) -> None:
+    """Files written by the test count as changed long enough ago to be remembered."""
+    monkeypatch.setattr(cache, "RACY_NS", 0)
+
+
+def test_unchanged_files_are_keyed_without_reading_them_again(tmp_path, reads, settled):
+    paths = image_files(tmp_path)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    assert reads == paths and len(list((tmp_path / "cache" / cache.FILE_KEYS).glob("*.npz"))) == 1
+    reads.clear()
+    encoder, store = FileBytes(), EmbeddingStore(tmp_path / "cache")
+    rows = store.embed(encoder, paths)
+    np.testing.assert_array_equal(rows, [expected(f"image {i}") for i in range(4)])
+    assert reads == [] and encoder.encoded == [] and store.hits == 4
+
+
+def test_a_changed_or_replaced_file_is_read_and_encoded_again(tmp_path, reads, settled):
+    paths = image_files(tmp_path)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    Path(paths[1]).write_text("edited image 1")  # a new size
+    replacement = tmp_path / "new.jpg"  # same size and modification time, another inode
+    replacement.write_text("image 9")
+    os.utime(replacement, ns=(os.stat(paths[2]).st_atime_ns, os.stat(paths[2]).st_mtime_ns))
+    replacement.replace(paths[2])
+    reads.clear()
+    encoder = FileBytes()
+    rows = EmbeddingStore(tmp_path / "cache").embed(encoder, paths)
+    np.testing.assert_array_equal(rows, [expected(t) for t in ("image 0", "edited image 1", "image 9", "image 3")])
+    assert reads == paths and encoder.encoded == paths[1:3]
+
+
+def test_files_changed_just_now_are_not_remembered(tmp_path, reads):
+    paths = image_files(tmp_path)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    assert reads == paths + paths and not (tmp_path / "cache" / cache.FILE_KEYS).exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other keys"])
+def test_damaged_remembered_keys_are_not_used_and_are_written_again(tmp_path, reads, settled, damage):
+    paths = image_files(tmp_path)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    (memo,) = (tmp_path / "cache" / cache.FILE_KEYS).glob("*.npz")
+    if damage == "truncated":
+        memo.write_bytes(memo.read_bytes()[:100])
+    else:  # valid arrays, the old checksum
+        with np.load(memo) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        arrays["keys"] = arrays["keys"][::-1].copy()
+        np.savez(memo, **arrays)
+    reads.clear()
+    encoder = FileBytes()
+    rows = EmbeddingStore(tmp_path / "cache").embed(encoder, paths)
+    np.testing.assert_array_equal(rows, [expected(f"image {i}") for i in range(4)])
+    assert reads == paths and encoder.encoded == []
+    reads.clear()
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    assert reads == []  # remembered again
+
+
+def test_a_corrupt_chunk_is_caught_when_the_keys_are_remembered(tmp_path, caplog, settled):
+    paths = image_files(tmp_path)
+    EmbeddingStore(tmp_path / "cache").embed(FileBytes(), paths)
+    (chunk,) = next((tmp_path / "cache" / "embeddings" / "file-bytes").iterdir()).glob("*.npz")
+    with np.load(chunk) as archive:
+        tampered = {name: archive[name] for name in archive.files}
+    tampered["rows"] = tampered["rows"] + 1
+    np.savez(chunk, **tampered)
+    encoder = FileBytes()
+    rows = EmbeddingStore(tmp_path / "cache").embed(encoder, paths)
+    np.testing.assert_array_equal(rows, [expected(f"image {i}") for i in range(4)])
+    assert encoder.encoded == paths and f"embedding cache file {chunk} is corrupt" in caplog.text

@@ -18,14 +18,26 @@ values are encoded again. A cache file written before per-item keys (one
 ``.npy`` per ordered list of values) still serves exactly that list, row for row, so figures
 computed from it do not move (an encoder's output for a value can differ in the last float
 bits with the other values of its batch); it is only read, never written.
+
+Hashing every file of a dataset on each run costs more than reading its rows, so the keys of
+a list of files are remembered (``<cache>/file-keys/``, one ``.npz`` per encoder and list of
+paths) with a digest of every file's size, modification and change times (ns), inode and
+device, and reused while that digest is unchanged. Any write to a file, or replacing it,
+gives it a new change time, which no tool can set back (unlike the modification time); keys
+are only remembered when every file's change time is at least :data:`RACY_NS` older than the
+moment they were read, so a later write cannot share that time stamp. A remembered list that
+is unreadable or fails its checksum is hashed again and rewritten. Chunks are still checked
+against their checksum on every read (their cost is small next to the hashing of files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import os
 import time
 import uuid
 import zipfile
@@ -44,6 +56,8 @@ CHUNK_ROWS = 4096  # values encoded (and written) at a time: the unit an interru
 KEY_BYTES = 32
 log = logging.getLogger("xmodal")
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what np.load raises on damage
+FILE_KEYS = "file-keys"  # under the cache root: the remembered keys of lists of files
+RACY_NS = 2_000_000_000  # files changed more recently than this are hashed but not remembered
 
 
 class CorruptChunk(Exception):
@@ -111,7 +125,10 @@ class EmbeddingStore:
             )
         if not values:
             return np.zeros((0, encoder.dim), np.float32)
-        keys, whole = item_keys(encoder.cache_key, values, encoder.modality)
+        if encoder.modality in FILE_MODALITIES:
+            keys, whole = _file_keys(self.root / FILE_KEYS, encoder.cache_key, values, encoder.modality)
+        else:
+            keys, whole = item_keys(encoder.cache_key, values, encoder.modality)
         legacy = _legacy_rows(embeddings_dir(self.root) / _safe(encoder.name) / f"{whole[:32]}.npy", len(values))
         if legacy is not None:
             self.hits += len(values)
@@ -245,6 +262,62 @@ class _ChunkIndex:
             self.quarantine(path, "corrupt (its rows do not match their checksum)")
             raise CorruptChunk(path)
         return rows
+
+
+def _file_keys(folder: Path, encoder_key: str, paths: list[str], modality: str) -> tuple[list[bytes], str]:
+    """:func:`item_keys` of files, remembered in ``folder`` while no file has changed (see the
+    module docstring)."""
+    started = time.time_ns()
+    stamps = _stamps(paths)
+    if stamps is None:  # a file is missing: item_keys says which, and why
+        return item_keys(encoder_key, paths, modality)
+    digest, newest = stamps
+    listing = hashlib.sha256("\0".join([encoder_key, modality, *paths]).encode()).hexdigest()[:32]
+    path = folder / f"{listing}.npz"
+    remembered = _read_remembered(path, digest, len(paths))
+    if remembered is not None:
+        return remembered
+    keys, whole = item_keys(encoder_key, paths, modality)
+    if started - newest >= RACY_NS:
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+        checksum = np.array(_remembered_digest(key_array, whole, digest))
+        with contextlib.suppress(OSError), atomic_path(path, suffix=".npz") as tmp:  # a read-only cache is no error
+            np.savez(tmp, keys=key_array, whole=np.array(whole), stamps=np.array(digest), sha256=checksum)
+    return keys, whole
+
+
+def _stamps(paths: list[str]) -> tuple[str, int] | None:
+    """The digest of every file's size, modification and change times, inode and device, and
+    the newest change time (ns); None when a file cannot be read."""
+    digest = hashlib.sha256()
+    newest = 0
+    for value in paths:
+        try:
+            stat = os.stat(value)
+        except OSError:
+            return None
+        digest.update(f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns} {stat.st_ino} {stat.st_dev}\0".encode())
+        newest = max(newest, stat.st_ctime_ns)
+    return digest.hexdigest(), newest
+
+
+def _read_remembered(path: Path, stamps: str, n: int) -> tuple[list[bytes], str] | None:
+    """The keys and list digest remembered in ``path`` for files of these ``stamps``, if it
+    holds them whole (checksum) for ``n`` files; None otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as memo:
+            keys, whole, recorded, checksum = memo["keys"], str(memo["whole"]), str(memo["stamps"]), str(memo["sha256"])
+    except UNREADABLE:  # none yet, or damaged
+        return None
+    if recorded != stamps or keys.shape != (n, KEY_BYTES) or checksum != _remembered_digest(keys, whole, recorded):
+        return None
+    return [bytes(key) for key in keys], whole
+
+
+def _remembered_digest(keys: np.ndarray, whole: str, stamps: str) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(keys).tobytes())
+    digest.update(f"{whole}\0{stamps}".encode())
+    return digest.hexdigest()
 
 
 def _digest(keys: np.ndarray, rows: np.ndarray) -> str:
