@@ -30,7 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from xmodal.bench.results import machine_description, markdown_table, replace_section, script_section
+from xmodal.bench.results import machine_description, markdown_table, write_section
 from xmodal.search.storage import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -154,21 +154,18 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     memory = f"peak RSS of the process: {peak:,.0f} MB (data {gallery.nbytes / 2**20:,.0f} MB)"
     print(f"\n{table}\n\n{memory}")
-    replace_section(
+    write_section(
         args.results,
         "ann",
-        script_section(
-            f"ANN index at scale: {args.n:,} synthetic {args.dim}-d vectors, {args.queries:,} queries, k=10",
-            shlex.join(["python", "benchmarks/ann.py", *sys.argv[1:]]),
-            table,
-            f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads · one run",
-            notes=[
-                memory + ". Speed-up: queries/s over exact `IndexFlatIP` in the same run; recall@10: share of",
-                "the exact top-10 ids in the ANN top 10. Data: clustered unit vectors (see the script's docstring).",
-            ],
-        ),
+        f"ANN index at scale: {args.n:,} synthetic {args.dim}-d vectors, {args.queries:,} queries, k=10",
+        shlex.join(["python", "benchmarks/ann.py", *sys.argv[1:]]),
+        table,
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads · one run",
+        notes=[
+            memory + ". Speed-up: queries/s over exact `IndexFlatIP` in the same run; recall@10: share of",
+            "the exact top-10 ids in the ANN top 10. Data: clustered unit vectors (see the script's docstring).",
+        ],
     )
-    print(f"updated {args.results}")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import Item, PairedDataset, load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.model import fit_model
@@ -91,7 +91,9 @@ def main() -> None:
         "pairs", "preset", "preset t2i R@10", "preset i2t R@10", "--auto t2i R@10", "--auto i2t R@10",
         "mean R@10 gain (sd over draws)", "chosen by --auto", "--auto fit s",
     ]  # fmt: skip
-    body = script_section(
+    write_section(
+        args.results,
+        "auto",
         "Small data: --auto (cross-validated regularisation) against the fixed presets",
         shlex.join(["python", "benchmarks/auto.py", *sys.argv[1:]]),
         markdown_table(columns, rows),
@@ -99,8 +101,6 @@ def main() -> None:
         f"{args.folds}-fold CV (mean reciprocal rank both ways), evaluated on the 1k test split with CSLS k=10; "
         f"{time.perf_counter() - started:.0f} s in all",
     )
-    replace_section(args.results, "auto", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

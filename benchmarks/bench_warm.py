@@ -176,7 +176,7 @@ def _report(
 ) -> None:
     import numpy as np  # (benchmarks/statistics.py shadows the standard library's statistics here)
 
-    from xmodal.bench.results import markdown_table, replace_section, script_section
+    from xmodal.bench.results import markdown_table, write_section
 
     median = {side: float(np.median(walls[side])) for side in walls}
     rows = [
@@ -197,7 +197,9 @@ def _report(
             markdown_table(["phase", "s", "share"], breakdown),
         ]
     )
-    body = script_section(
+    write_section(
+        args.results,
+        "bench-warm",
         "Warm `make bench`: before and after (issue 16)",
         shlex.join(["python", "benchmarks/bench_warm.py", *sys.argv[1:]]),
         tables,
@@ -209,10 +211,8 @@ def _report(
             "the fastest runs (the least disturbed by other work on the machine); every run printed the same table "
             "(but the fit seconds) and wrote the same JSON metrics.",
         ],
+        echo=True,
     )
-    print(body)
-    replace_section(args.results, "bench-warm", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.config import DEFAULT_IMAGE_ENCODER, default_models_dir
 from xmodal.data import load_flickr8k
 from xmodal.encoders import get_encoder
@@ -85,7 +85,9 @@ def main() -> None:
     same = np.array_equal(resumed, reference)
     print(f"resumed rows equal the uninterrupted ones: {same}")
 
-    body = script_section(
+    write_section(
+        args.results,
+        "cache-per-item",
         f"Embedding cache per item: growing a dataset, resuming a killed encode ({DEFAULT_IMAGE_ENCODER}, ONNX, Flickr8k train images)",
         shlex.join(["python", "benchmarks/cache.py", *sys.argv[1:]]),
         markdown_table(["step", "values asked", "cache hits", "encoded", "seconds"], rows),
@@ -93,8 +95,6 @@ def main() -> None:
                f"(exact equality; {written} whole chunks of {chunk} were on disk, the chunk being written was lost). "
                "Hits count values not encoded: a file whose bytes repeat another's is encoded once."],
     )  # fmt: skip
-    replace_section(args.results, "cache-per-item", body)
-    print(f"updated {args.results}")
     encoder = get_encoder(DEFAULT_IMAGE_ENCODER, models_dir=args.models)
     distinct = len(set(item_keys(encoder.cache_key, paths[10:2010], "image")[0]))  # identical files count once
     if misses != distinct - written * chunk or not same:

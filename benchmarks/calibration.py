@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.model import calibrate_model, fit_model
 from xmodal.model.calibrate import route_outcomes
@@ -57,7 +57,9 @@ def main() -> None:
                          f"{r['ece_check_first']:.3f}"])  # fmt: skip
             print(rows[-1], flush=True)
     verdict = "met" if max(worst, worst_first) <= TARGET else "not met"
-    body = script_section(
+    write_section(
+        args.results,
+        "calibration",
         "Calibrated match probabilities: expected calibration error on the Flickr8k 1k test split (issue 15)",
         shlex.join(["python", "benchmarks/calibration.py", *sys.argv[1:]]),
         markdown_table(["route", "calibration", "matches in top 10", "ECE, top 10", "ECE, first results"], rows),
@@ -73,8 +75,6 @@ def main() -> None:
             "score, and `--min-probability` / `min_probability` keeps only likely matches.",
         ],
     )
-    replace_section(args.results, "calibration", body)
-    print(f"updated {args.results}")
 
 
 def _cells(rate: float, p: np.ndarray, y: np.ndarray, p_first: np.ndarray, y_first: np.ndarray) -> list[str]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 
 HEAVY = ("torch", "faiss", "matplotlib", "sklearn", "ot", "pyarrow", "scipy", "numpy")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -70,12 +70,12 @@ def main() -> None:
         print(" | ".join(rows[-1]), flush=True)
     columns = ["code", f"median s ({args.runs} runs)", "range s", "peak RSS MB", "heavy libraries imported"]
     command = shlex.join(["python", "benchmarks/cli_startup.py", *sys.argv[1:]])
-    body = script_section(
+    write_section(
+        args.results,
+        "cli-startup",
         "CLI start-up: `xmodal --help`", command, markdown_table(columns, rows),
         notes=["Heavy libraries checked: " + ", ".join(HEAVY) + " (in `sys.modules` after `import xmodal.cli`)."],
     )  # fmt: skip
-    replace_section(args.results, "cli-startup", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.encoders.prior import imagenet_prior
@@ -67,7 +67,9 @@ def main() -> None:
                      f"{d['t2i/R@10']:.1f} / {d['i2t/R@10']:.1f}", *(f"{m[c]:.1f}" for c in COLUMNS)])  # fmt: skip
         print(rows[-1], flush=True)
     sweep = ", ".join(f"{w}: {(dev[w]['t2i/R@10'] + dev[w]['i2t/R@10']) / 2:.1f}" for w in WEIGHTS)
-    body = script_section(
+    write_section(
+        args.results,
+        "conse-lever",
         "The classifier prior with every pair: ConSE beside cca-256-weighted (issue 16, lever 1)",
         shlex.join(["python", "benchmarks/conse_lever.py", *sys.argv[1:]]),
         markdown_table(["prior weight", "dev t2i / i2t R@10", *(f"test {c}" for c in COLUMNS)], rows),
@@ -78,8 +80,6 @@ def main() -> None:
             "carries what 100 pairs cannot teach, not what 30,000 already do.",
         ],
     )
-    replace_section(args.results, "conse-lever", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from xmodal.bench.pairs import run_flickr8k
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 
 COMBINATIONS = [
     ("minilm", "efficientnet-lite0"),
@@ -56,7 +56,9 @@ def main() -> None:
             print(" | ".join(rows[-1]), flush=True)
 
     command = shlex.join(["python", "benchmarks/encoders.py", *sys.argv[1:]])
-    body = script_section(
+    write_section(
+        args.results,
+        "encoders",
         "Encoders: what each packaged encoder adds (Flickr8k 1k test, CSLS k=10)",
         command,
         markdown_table(["text", "image", "aligner", *COLUMNS, "fit s"], rows),
@@ -65,8 +67,6 @@ def main() -> None:
             "with its mirror's. Presets were chosen on the dev split (see `xmodal/align/presets.py`).",
         ],
     )
-    replace_section(args.results, "encoders", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

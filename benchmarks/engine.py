@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.store import Engine, LocalEngine, RayEngine, Shards, encode_split, write_shards
 
@@ -85,7 +85,9 @@ def main() -> None:
     efficiency = one["encode"] / (2 * two["encode"])
     per_node = NODE_CPUS * values / one["encode"] * efficiency
     overhead = two["encode"] / base["encode"]
-    body = script_section(
+    write_section(
+        args.results,
+        "engine",
         "Engines: encode a Flickr8k slice and stream statistics, in-process vs a local Ray cluster",
         shlex.join(["python", "benchmarks/engine.py", *sys.argv[1:]]),
         table,
@@ -102,8 +104,6 @@ def main() -> None:
             "as long as shared storage keeps up.",
         ],
     )
-    replace_section(args.results, "engine", body)
-    print(f"updated {args.results}")
 
 
 def _row(name: str, run: dict[str, float], base: dict[str, float], values: int, pairs: int) -> list[str]:

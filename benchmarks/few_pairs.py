@@ -37,7 +37,7 @@ import numpy as np
 from xmodal.align import linalg
 from xmodal.align.few_pair import SelfTrainingAligner
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional
@@ -200,7 +200,9 @@ def main() -> None:
         "- The prior uses the image encoder's own classifier head, trained on ImageNet labels: no image-text "
         "pair, but not a text-free signal either.",
     ]
-    body = script_section(
+    write_section(
+        args.results,
+        "few-pairs-shipped" if args.shipped else "few-pairs",
         "Few pairs on Flickr8k: the shipped aligner (issue 15)"
         if args.shipped
         else "Few pairs on Flickr8k: methods that also use the unpaired train items (issue 15)",
@@ -210,8 +212,6 @@ def main() -> None:
         "brackets the mean on the 1k dev split); minilm + efficientnet-lite0",
         notes=notes,
     )
-    replace_section(args.results, "few-pairs-shipped" if args.shipped else "few-pairs", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

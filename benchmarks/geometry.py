@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xmodal.analysis.compare import GAP_COLUMNS, gap_correlations, gap_row, similarity_rows
 from xmodal.analysis.spaces import UNALIGNED, fit_spaces
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.model import TrainingSet
 from xmodal.retrieval import SIMILARITIES
@@ -110,33 +110,31 @@ def main() -> None:
         ["measure vs mean R@10", "Pearson r", "Spearman ρ", "aligners"],
         ([m, f"{c['pearson']:.2f}", f"{c['spearman']:.2f}", c["n"]] for m, c in correlations.items()),
     )
-    replace_section(
+    write_section(
         args.results,
         "similarities",
-        script_section(
-            f"Similarity functions × aligners (Flickr8k 1k test, {encoders}, no CSLS)",
-            command,
-            similarity_table,
-            f"{seconds:.0f} s in all",
-            notes=[
-                "The unaligned space (`none`) compares 384-d text with 1280-d images: only the bilinear form can.",
-                "Learned similarities are fitted on the 30,000 train pairs mapped into each space (early stopping on dev).",
-                cosine_verdict(rows),
-            ],
-        ),
+        f"Similarity functions × aligners (Flickr8k 1k test, {encoders}, no CSLS)",
+        command,
+        similarity_table,
+        f"{seconds:.0f} s in all",
+        notes=[
+            "The unaligned space (`none`) compares 384-d text with 1280-d images: only the bilinear form can.",
+            "Learned similarities are fitted on the 30,000 train pairs mapped into each space (early stopping on dev).",
+            cosine_verdict(rows),
+        ],
+        announce=False,
     )
-    replace_section(
+    write_section(
         args.results,
         "geometry",
-        script_section(
-            f"Modality gap and geometry before (`none`) and after each aligner (Flickr8k 1k test, {encoders})",
-            command,
-            gap_table + "\n\n" + correlation_table,
-            notes=[
-                "Unit rows throughout; `none` zero-pads the 384-d text next to the 1280-d images. Correlations are",
-                "across the aligned rows (not `none`). Column definitions: `xmodal.analysis.compare.gap_row`.",
-            ],
-        ),
+        f"Modality gap and geometry before (`none`) and after each aligner (Flickr8k 1k test, {encoders})",
+        command,
+        gap_table + "\n\n" + correlation_table,
+        notes=[
+            "Unit rows throughout; `none` zero-pads the 384-d text next to the 1280-d images. Correlations are",
+            "across the aligned rows (not `none`). Column definitions: `xmodal.analysis.compare.gap_row`.",
+        ],
+        announce=False,
     )
     out = Path("benchmarks/results/geometry.json")
     out.write_text(

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.data.images import load_image
@@ -108,7 +108,9 @@ def main() -> None:
             f"mean {cosine.mean():.4f}. Load average (1 min) over its timing: {load}."
         )
         print(notes[-1], flush=True)
-    body = script_section(
+    write_section(
+        args.results,
+        "image-int8",
         "int8 image encoders: their R@10 cost on Flickr8k (issue 16)",
         shlex.join(["python", "benchmarks/image_int8.py", *sys.argv[1:]]),
         markdown_table(
@@ -125,8 +127,6 @@ def main() -> None:
             "convolutions ran 10× slower than float with cosine 0.89 (mean), static QDQ 2× faster with 0.993.",
         ],
     )
-    replace_section(args.results, "image-int8", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

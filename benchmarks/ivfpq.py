@@ -290,7 +290,7 @@ def main() -> None:
 def write_results(args: argparse.Namespace, figures: dict, env_note: str) -> None:
     import faiss
 
-    from xmodal.bench.results import markdown_table, replace_section, script_section
+    from xmodal.bench.results import markdown_table, write_section
 
     exact = figures["exact"]
     single_base = max(exact["stream_single_qps"], exact["faiss_single_qps"])
@@ -340,16 +340,17 @@ def write_results(args: argparse.Namespace, figures: dict, env_note: str) -> Non
         "- Data: a seeded mixture of 20,000 clusters in 200 topics with a power-law spectrum (see the script's "
         "docstring), unit rows; queries are held-out draws of the same mixture.",
     ]
-    section = script_section(
+    print()
+    write_section(
+        args.results,
+        "ivfpq",
         f"IVF-PQ beyond memory: {args.n:,} synthetic {args.dim}-d vectors, {args.queries:,} queries, k=10",
         shlex.join(["python", "benchmarks/ivfpq.py", *sys.argv[1:]]),
         table,
         f"faiss {faiss.__version__}, {env_note}, OMP_WAIT_POLICY=PASSIVE · one run",
         notes=notes,
+        echo=True,
     )
-    print(f"\n{section}")
-    replace_section(args.results, "ivfpq", section)
-    print(f"updated {args.results}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **figures}, indent=1))
 

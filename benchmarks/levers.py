@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_retrieval
@@ -231,7 +231,9 @@ def main() -> None:
         shares = ", ".join(f"{d} {activated_share(data['test'][d]):.0f} %" for d in DIRECTIONS)
         tables += [f"**{text_encoder} + {IMAGE_ENCODER}**, `{ALIGNER}` (QB-Norm's activation set on test: "
                    f"{shares} of the gallery)", "", table(results), ""]  # fmt: skip
-    body = script_section(
+    write_section(
+        args.results,
+        "levers",
         "Re-ranking and hubness levers beyond CSLS (issue 16)",
         shlex.join(["python", "benchmarks/levers.py", *sys.argv[1:]]),
         "\n".join(tables).rstrip(),
@@ -239,8 +241,6 @@ def main() -> None:
         "(R@1+R@5+R@10), **test** (1k images, 5,000 captions) scored once with them",
         notes=NOTES,
     )
-    replace_section(args.results, "levers", body)
-    print(f"updated {args.results}")
 
 
 NOTES = [

@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
-from xmodal.bench.results import machine_description, markdown_table, replace_section, script_section
+from xmodal.bench.results import machine_description, markdown_table, write_section
 from xmodal.search.storage import current_generation
 
 DEFAULT_INDEX = Path(".xmodal/serve/flickr8k-test")
@@ -140,22 +140,21 @@ def main() -> None:
     )
     print(f"{machine_description()}; server and clients on the same machine, loopback; index {args.index}")
     print(f"{load}\n\n{table}\n\n{ratio}")
-    replace_section(
+    write_section(
         args.results,
         f"load {args.clients}",
-        script_section(
-            f"Search service under load: {args.clients} concurrent clients × {args.queries} text queries (Flickr8k test index)",
-            shlex.join(["python", "benchmarks/load.py", *sys.argv[1:]]),
-            table,
-            f"{load} · {ratio}",
-            notes=[
-                "The service of `xmodal serve` (uvicorn, one torch thread) and the clients share the machine, over "
-                "loopback; each request encodes its text (minilm), maps it with the index's aligner and searches the "
-                "1,000 images.",
-                "One at a time: each request encodes and searches alone (`create_app(batch=False)`); batched: the "
-                "queries waiting while a batch runs are encoded and searched together (the default).",
-            ],
-        ),
+        f"Search service under load: {args.clients} concurrent clients × {args.queries} text queries (Flickr8k test index)",
+        shlex.join(["python", "benchmarks/load.py", *sys.argv[1:]]),
+        table,
+        f"{load} · {ratio}",
+        notes=[
+            "The service of `xmodal serve` (uvicorn, one torch thread) and the clients share the machine, over "
+            "loopback; each request encodes its text (minilm), maps it with the index's aligner and searches the "
+            "1,000 images.",
+            "One at a time: each request encodes and searches alone (`create_app(batch=False)`); batched: the "
+            "queries waiting while a batch runs are encoded and searched together (the default).",
+        ],
+        announce=False,
     )
     for failure in failures:
         print("error:", failure)

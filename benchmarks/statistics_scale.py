@@ -28,7 +28,7 @@ import numpy as np
 from xmodal.align import Aligner
 from xmodal.align.linalg import PRODUCT_BLOCK_ROWS
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.evaluate import evaluate_bidirectional
 
 BATCH = PRODUCT_BLOCK_ROWS  # 32,768 rows: fit on arrays in memory takes its products in such blocks
@@ -115,7 +115,9 @@ def main() -> None:
             print(" | ".join(rows[-1]), flush=True)
     del pairs
 
-    body = script_section(
+    write_section(
+        args.results,
+        "statistics-scale",
         f"Statistics at scale: {args.pairs:,} synthetic pairs (384-d × 1280-d, planted relation) in bounded memory",
         shlex.join(["python", "benchmarks/statistics_scale.py", *sys.argv[1:]]),
         markdown_table(
@@ -138,8 +140,6 @@ def main() -> None:
             "correlation (the noise directions beyond the planted 64).",
         ],
     )
-    replace_section(args.results, "statistics-scale", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from xmodal.align.presets import make_aligner
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.encoders import get_encoder
 from xmodal.evaluate import evaluate_bidirectional
@@ -52,7 +52,9 @@ def main() -> None:
         rows.append([f"`{name}`", *(f"{m[c]:.1f}" for c in COLUMNS), f"{len(captions) / seconds:.0f}"])
         print(rows[-1], flush=True)
     (ft, fi), (qt, qi) = r10["minilm-onnx"], r10["minilm-onnx-int8"]
-    body = script_section(
+    write_section(
+        args.results,
+        "text-int8",
         "int8 text encoder: its R@10 cost on Flickr8k (issue 16)",
         shlex.join(["python", "benchmarks/text_int8.py", *sys.argv[1:]]),
         markdown_table(["text encoder", *COLUMNS, "test captions / s (warm)"], rows),
@@ -61,11 +63,9 @@ def main() -> None:
             f"- int8 against float: t2i R@10 {qt - ft:+.1f}, i2t R@10 {qi - fi:+.1f}; "
             f"{float(rows[1][-1]) / float(rows[0][-1]):.2f}× the captions per second.",
             "- `minilm-onnx` gives the embeddings of `minilm` (eager torch) to 3e-7 and shares its cache: its "
-            "row is the float baseline. Images have no int8 path yet.",
+            "row is the float baseline. Images: section *image-int8*.",
         ],
     )
-    replace_section(args.results, "text-int8", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

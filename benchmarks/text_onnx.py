@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 from xmodal.encoders import Encoder, EncoderError, get_encoder
 from xmodal.encoders.text_onnx import cpu_threads
@@ -133,7 +133,9 @@ def main() -> None:
         f"{args.chunk} captions so that it falls on all of them alike.",
         *([f"- Not measured (not installed): {', '.join(skipped)}."] if skipped else []),
     ]
-    body = script_section(
+    write_section(
+        args.results,
+        SECTION_KEY,
         "Text encoders through ONNX Runtime (issue 16)",
         shlex.join(["python", "benchmarks/text_onnx.py", *sys.argv[1:]]),
         table,
@@ -142,8 +144,6 @@ def main() -> None:
         f"{cpu_threads()} intra-op threads",
         notes=notes,
     )
-    replace_section(args.results, SECTION_KEY, body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

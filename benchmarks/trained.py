@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xmodal.align.presets import make_aligner
 from xmodal.bench.pairs import run_flickr8k
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 
 ALIGNERS = [
     "cca-256-weighted",
@@ -82,7 +82,9 @@ def main() -> None:
                 print(" | ".join(cells), flush=True)
 
     command = shlex.join(["python", "benchmarks/trained.py", *sys.argv[1:]])
-    body = script_section(
+    write_section(
+        args.results,
+        "trained",
         "Trained alignment: heads × objectives × LiT-tuned text encoder (Flickr8k 1k test, CSLS k=10)",
         command,
         markdown_table(columns, rows),
@@ -93,8 +95,6 @@ def main() -> None:
             "`minilm-lit` itself (`make finetune`) is timed separately below.",
         ],
     )
-    replace_section(args.results, "trained", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

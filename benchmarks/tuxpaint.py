@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from xmodal.bench.matrix import run_matrix
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_manifest
 from xmodal.data.tuxpaint import write_tuxpaint_manifest
 
@@ -55,7 +55,9 @@ def main() -> None:
             mean = (t2i["R@10"] + i2t["R@10"]) / 2
             rows.append([f"`{image}`", result.aligner, *(f"{c:.1f}" for c in cells), f"{mean:.1f}"])
             print(" | ".join(rows[-1]), flush=True)
-    body = script_section(
+    write_section(
+        args.results,
+        "tuxpaint",
         f"Tux Paint stamps: image ↔ English description, by image preparation ({counts['test']} test stamps, CSLS k=10)",
         shlex.join(["python", "benchmarks/tuxpaint.py", *sys.argv[1:]]),
         markdown_table(["image encoder", "aligner", *COLUMNS, "mean R@10"], rows),
@@ -65,8 +67,6 @@ def main() -> None:
             "pixels reach the encoder, as before this version); `fit=pad` pads to a square instead of cropping.",
         ],
     )
-    replace_section(args.results, "tuxpaint", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

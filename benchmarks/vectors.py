@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k
 
 ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
@@ -92,15 +92,17 @@ def main() -> None:
     for (aligner, k, vec), (_, _, ref) in zip(rows["vectors"], rows["in place"]):
         cells = [f"{vec[c]:.1f}" for c in ("t2i/R@10", "i2t/R@10")]
         table.append([aligner, f"k={k}" if k else "–", *cells, "yes" if vec == ref else "**no**"])
-    body = script_section(
+    write_section(
+        args.results,
+        "vectors",
         "Precomputed vectors against encoding in place (Flickr8k, minilm + efficientnet-lite0)",
         shlex.join(["python", "benchmarks/vectors.py", *sys.argv[1:]]),
         markdown_table(["aligner", "CSLS", "t2i R@10", "i2t R@10", "every metric identical"], table),
         f"{len(lines) - 1} items, {offset['text']} caption rows and {offset['image']} image rows in two .npy files; "
         f"{time.perf_counter() - started:.0f} s in all",
         notes=[f"All {len(table)} rows identical at full precision: **{'yes' if same else 'no'}**."],
+        announce=False,
     )
-    replace_section(args.results, "vectors", body)
     print(markdown_table(["aligner", "CSLS", "t2i R@10", "i2t R@10", "identical"], table))
     print(f"identical: {same}; updated {args.results}")
     if not same:

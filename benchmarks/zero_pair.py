@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from xmodal.align.matching import Matching, Significance, fit_matched_map, match_significance, match_unpaired
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.data import load_flickr8k, load_manifest
 from xmodal.evaluate import chance_recall, evaluate_bidirectional
 from xmodal.store import EmbeddingStore, embed_modalities, embed_split
@@ -248,7 +248,9 @@ def main() -> None:
         'sets at least as high) / (1 + null sets); "yes" needs both ≤ 0.05. The control with no shared item '
         "shows why CKA alone is not enough: real images out-match the mixture with or without right pairs.",
     ]
-    body = script_section(
+    write_section(
+        args.results,
+        "zero-pair",
         "Zero pairs: text ↔ image with no pair (issue 15, point 2)",
         shlex.join(["python", "benchmarks/zero_pair.py", *sys.argv[1:]]),
         table,
@@ -256,8 +258,6 @@ def main() -> None:
         f"{time.perf_counter() - begin:.0f} s wall-clock, {time.process_time() - cpu:.0f} s of CPU, one BLAS thread",
         notes=notes,
     )
-    replace_section(args.results, "zero-pair", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.bench.results import markdown_table, replace_section, script_section
+from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k, load_manifest
 from xmodal.encoders.prior import ClassifierPrior, imagenet_prior
@@ -75,7 +75,9 @@ def main() -> None:
     tux = embed_modalities(stamps, store, {"text.en": "minilm", "image": "efficientnet-lite0"}, progress=False)
     rows.append(zero_pair_row("Tux Paint (all stamps)", tux.arrays["text.en"], tux.arrays["image"],
                               tux.items["text.en"], tux.items["image"], prior))  # fmt: skip
-    body = script_section(
+    write_section(
+        args.results,
+        "zero-pair-prior",
         "Zero pairs through the image encoder's classifier (ConSE prior, issue 15)",
         shlex.join(["python", "benchmarks/zero_pair_prior.py", *sys.argv[1:]]),
         markdown_table(
@@ -98,8 +100,6 @@ def main() -> None:
             "- p = 0.005 is the smallest p-value 199 permutations can give: no shuffled labelling came near.",
         ],
     )
-    replace_section(args.results, "zero-pair-prior", body)
-    print(f"updated {args.results}")
 
 
 if __name__ == "__main__":

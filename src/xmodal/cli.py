@@ -947,7 +947,7 @@ def plan(
     (seeded nested draws, mean and spread), a fitted saturating power law, and the pairs a
     target needs; a plot in --out."""
     from xmodal.bench.plan import BUDGETS, PLAN_ALIGNERS, pair_budget_curves, plan_figure, plan_rows
-    from xmodal.bench.results import markdown_table, replace_section, script_section, write_json
+    from xmodal.bench.results import markdown_table, write_json, write_section
     from xmodal.data import load_dataset
     from xmodal.store import EmbeddingStore, embed_split
 
@@ -971,7 +971,7 @@ def plan(
     wide.print(f"{result.available} pairs available; {result.seconds:.0f} s; wrote {figure} and {out / 'plan.json'}")
     if results is not None:
         details = f"{draws} seeded nested draws a budget; mean ± standard deviation; CSLS k={csls_k}"
-        replace_section(results, "plan", script_section(title, _command(), markdown_table(columns, rows), details))
+        write_section(results, "plan", title, _command(), markdown_table(columns, rows), details, announce=False)
         wide.print(f"updated {results}")
 
 

@@ -48,6 +48,32 @@ def replace_section(path: Path, key: str, body: str) -> None:
     write_text_atomic(path, text)
 
 
+def write_section(
+    path: Path,
+    key: str,
+    title: str,
+    command: str,
+    table: str,
+    details: str = "",
+    notes: Sequence[str] = (),
+    *,
+    echo: bool = False,
+    announce: bool = True,
+) -> str:
+    """Build a benchmark script's section (``script_section``), put it in ``path`` under ``key`` and return it.
+
+    The file is rewritten atomically and keeps its other sections (``replace_section``). ``echo`` prints the
+    section before writing it; ``announce`` prints ``updated PATH`` after.
+    """
+    body = script_section(title, command, table, details, notes)
+    if echo:
+        print(body)
+    replace_section(path, key, body)
+    if announce:
+        print(f"updated {path}")
+    return body
+
+
 def write_json(path: Path, data: Any) -> None:
     """``data`` as indented JSON, written atomically."""
     write_text_atomic(path, json.dumps(data, indent=1))

@@ -32,9 +32,9 @@ import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
@@ -42,6 +42,9 @@ from xmodal.core.config import BACKENDS, DEFAULT_BACKEND
 from xmodal.data.images import DEFAULT_BACKGROUND, check_background, load_image
 from xmodal.encoders.base import EncoderError
 from xmodal.encoders.onnx import INT8_STATIC
+
+if TYPE_CHECKING:
+    import torch  # imported where a model is built: a warm run reads every embedding from the cache
 
 RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
@@ -130,16 +133,28 @@ def load_efficientnet_lite(variant: str) -> torch.nn.Module:
     return model.eval()
 
 
-class PooledFeatures(torch.nn.Module):
-    """Image batch -> global average pool of the model's last feature map."""
+def pooled_features(model: torch.nn.Module) -> torch.nn.Module:
+    """Image batch -> global average pool of ``model``'s last feature map."""
+    return _pooled_features_class()(model)
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features: torch.Tensor = self.model.extract_features(x)  # type: ignore[operator]
-        return features.mean(dim=(2, 3))
+@functools.cache
+def _pooled_features_class() -> type[torch.nn.Module]:
+    """The ``torch.nn.Module`` behind :func:`pooled_features`, defined on first use so that importing
+    this module does not import torch."""
+    import torch
+
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features: torch.Tensor = self.model.extract_features(x)  # type: ignore[operator]
+            return features.mean(dim=(2, 3))
+
+    PooledFeatures.__qualname__ = "PooledFeatures"
+    return PooledFeatures
 
 
 class EfficientNetLiteEncoder:
@@ -204,8 +219,9 @@ class EfficientNetLiteEncoder:
     @functools.cached_property
     def forward(self) -> Callable[[np.ndarray], np.ndarray]:
         """Batch of :func:`preprocess`-ed pixels -> embeddings; built on first use, so cache hits never load weights."""
-        module = PooledFeatures(load_efficientnet_lite(self.variant)).eval()
+        module = pooled_features(load_efficientnet_lite(self.variant)).eval()
         if self.backend == "torch":
+            import torch
 
             def forward(batch: np.ndarray) -> np.ndarray:
                 with torch.inference_mode():
