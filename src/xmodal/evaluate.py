@@ -25,7 +25,7 @@ import numpy as np
 
 from xmodal.core.arrays import check_embeddings, check_int
 from xmodal.core.config import DEFAULT_METRIC
-from xmodal.retrieval.csls import csls
+from xmodal.core.csls import csls
 from xmodal.retrieval.fusion import fused_scorer
 from xmodal.retrieval.rerank import Rerank, Reranked
 from xmodal.retrieval.similarity import Scores, check_metric, default_chunk_size, prepare_rows, similarity_block

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xmodal.align import Aligner, ProcrustesAligner
-from xmodal.align.few_pair import SelfTrainingAligner, _pseudo_pairs
+from xmodal.align.few_pair import SelfTrainingAligner, _mutual_pairs
 from xmodal.core.arrays import unit_rows
 from xmodal.evaluate import evaluate_bidirectional
 
@@ -49,19 +49,17 @@ def test_unpaired_rows_lift_a_dozen_pairs_to_the_planted_map():
     assert _r1(aligner, test) >= 99 > 90 > _r1(alone, test)
 
 
-def test_pseudo_pairs_keep_texts_among_their_best_images_k_best():
+def test_pseudo_pairs_are_mutual_nearest_neighbours():
     scores = np.array(  # 2 images x 4 texts
         [
             [0.9, 0.8, 0.1, 0.7],
             [0.2, 0.3, 0.5, 0.6],
         ]
     )
-    texts, images = _pseudo_pairs(scores, 1)  # mutual nearest neighbours: image 1 prefers text 3, which prefers 0
+    texts, images = _mutual_pairs(scores)  # image 1 prefers text 3, which prefers image 0
     assert texts.tolist() == [0] and images.tolist() == [0]
-    texts, images = _pseudo_pairs(scores, 2)  # text 1 is image 0's second best; text 3 is its third
-    assert texts.tolist() == [0, 1, 2] and images.tolist() == [0, 0, 1]
-    texts, _ = _pseudo_pairs(scores, 4)
-    assert texts.tolist() == [0, 1, 2, 3]
+    texts, images = _mutual_pairs(scores[:, :3])  # without text 3, image 1 and text 2 agree
+    assert texts.tolist() == [0, 2] and images.tolist() == [0, 1]
 
 
 def test_fitting_is_deterministic_and_saves_without_pickle(tmp_path):

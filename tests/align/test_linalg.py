@@ -261,3 +261,22 @@ def test_cross_product_sums_float32_blocks_in_float64(monkeypatch):
     np.testing.assert_array_equal(blocked, blocks)
     exact = a.astype(np.float64).T @ b.astype(np.float64)
     np.testing.assert_allclose(blocked, exact, rtol=1e-5, atol=1e-3)
+
+
+def test_sinkhorn_has_uniform_marginals_and_recovers_a_planted_matching():
+    rng = np.random.default_rng(0)
+    truth = rng.permutation(40)
+    scores = rng.normal(size=(40, 40)) * 0.1
+    scores[np.arange(40), truth] += 1.0  # each row's true column stands out
+    plan = linalg.sinkhorn(scores, 0.05)
+    np.testing.assert_allclose(plan.sum(1), 1 / 40, rtol=1e-3)
+    np.testing.assert_allclose(plan.sum(0), 1 / 40, rtol=1e-3)
+    assert (plan.argmax(1) == truth).all() and plan[np.arange(40), truth].sum() > 0.99
+    wide = linalg.sinkhorn(scores[:10], 100.0)  # 10 x 40: each row spreads over the columns
+    np.testing.assert_allclose(wide.sum(0), 1 / 40, rtol=1e-3)
+    assert wide.max() < 2 / 400
+    for bad, message in [(np.zeros((0, 3)), "non-empty 2-D"), (np.array([[np.nan]]), "NaN")]:
+        with pytest.raises(ValueError, match=message):
+            linalg.sinkhorn(bad, 0.1)
+    with pytest.raises(ValueError, match="epsilon must be positive"):
+        linalg.sinkhorn(scores, 0.0)

@@ -132,3 +132,21 @@ def test_a_ray_cluster_accumulates_the_same_statistics(tmp_path, ray_engine):
     assert ray.count == local.count == 900
     for key, product in local.products.items():  # the same blocks in order; BLAS threads may round the last bit
         np.testing.assert_allclose(ray.products[key], product, rtol=0, atol=1e-7 * np.abs(product).max())
+
+
+def test_statistics_of_a_hard_plan_are_those_of_its_pairs():
+    rng = np.random.default_rng(0)
+    text, image = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
+    match = np.array([0, 3, 3, 1, 2, 0])  # each text's image
+    plan = np.zeros((6, 4))
+    plan[np.arange(6), match] = 1 / 6
+    soft = Statistics.from_plan({"text": text, "image": image}, plan, 6)
+    hard = Statistics.from_arrays({"text": text, "image": image[match]})
+    assert soft.count == hard.count == 6
+    for key in hard.products:
+        np.testing.assert_allclose(soft.products[key], hard.products[key], rtol=1e-5)
+    np.testing.assert_allclose(soft.mean("image"), hard.mean("image"), rtol=1e-5)
+    with pytest.raises(ValueError, match="must sum to 1"):
+        Statistics.from_plan({"text": text, "image": image}, plan * 2, 6)
+    with pytest.raises(ValueError, match="6 x 4 matrix"):
+        Statistics.from_plan({"text": text, "image": image}, plan.T, 6)

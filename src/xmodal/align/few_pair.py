@@ -14,11 +14,16 @@ one (the unpaired pool of each modality)::
 2. ``rounds`` of MUSE-style refinement (Conneau et al. 2018): score the pools against each
    other, keep the mutual nearest neighbours under CSLS (k=10) as pseudo-pairs, refit the
    rotation on pairs + pseudo-pairs.
-3. A weighted CCA (``n_components``, correlations ** 0.5, ridge 1.0) is fitted on the pairs
-   and the last pseudo-pairs: with thousands of (noisy) pairs, CCA beats a rotation.
-4. ``cca_rounds`` rounds of the same in the CCA's space: the pools scored there (CSLS), each
-   text paired with its best image when the text is among that image's ``pseudo_k`` best
-   (an image has several captions), and the CCA fitted again on pairs + pseudo-pairs.
+3. A weighted CCA (``n_components``, at most the smaller embedding width; correlations ** 0.5,
+   ridge 1.0) is fitted on the pairs (each counted ``pair_weight`` times) and the last
+   pseudo-pairs: with thousands of (noisy) pairs, CCA beats a rotation.
+4. ``cca_rounds`` rounds of optimal transport in the CCA's space: the entropic transport plan
+   between the two pools (:func:`~xmodal.align.linalg.sinkhorn`, temperature ``transport``,
+   every row of a pool carrying the same mass) pairs each text softly with the images it
+   likely shows, and the CCA is fitted again on the pairs and as many pairs drawn from the
+   plan as there are texts in the pool (:meth:`Statistics.from_plan`). Soft pairs beat hard
+   pseudo-pairs here: a plan spreads an uncertain text over its likely images instead of
+   betting on one.
 
 The prior (optional): the image encoder's own ImageNet classifier read through the text
 encoder (ConSE, :mod:`xmodal.encoders.prior`) puts every image in the text space without any
@@ -38,6 +43,7 @@ from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
+from xmodal.core.csls import csls, top_k_mean
 
 CSLS_K = 10
 MIN_PAIRS = 3
@@ -60,11 +66,12 @@ class SelfTrainingAligner(Aligner):
 
     def __init__(
         self,
-        n_components: int = 128,
+        n_components: int = 384,
         pca_components: int = 128,
         rounds: int = 3,
-        cca_rounds: int = 3,
-        pseudo_k: int = 5,
+        cca_rounds: int = 4,
+        transport: float = 0.03,
+        pair_weight: int = 10,
         prior_image: str | None = None,
         prior_text: str | None = None,
         prior_modality: str = "image",
@@ -81,7 +88,8 @@ class SelfTrainingAligner(Aligner):
         self.pca_components = pca_components
         self.rounds = rounds
         self.cca_rounds = cca_rounds
-        self.pseudo_k = pseudo_k
+        self.transport = transport
+        self.pair_weight = pair_weight
         self.prior_image = prior_image
         self.prior_text = prior_text
         self.prior_modality = prior_modality
@@ -114,6 +122,13 @@ class SelfTrainingAligner(Aligner):
             raise ValueError("a prior needs both prior_image and prior_text (or neither)")
         if self.imagenet_prior and self.prior_image is None:
             raise ValueError("imagenet_prior takes the model's encoders (xmodal fit): name prior_image and prior_text")
+        if not (isinstance(self.pair_weight, int) and self.pair_weight >= 1) or self.cca_rounds < 0:
+            raise ValueError(
+                f"pair_weight must be a positive integer and cca_rounds at least 0, got {self.pair_weight!r} and "
+                f"{self.cca_rounds!r}"
+            )
+        if not self.transport > 0:
+            raise ValueError(f"transport (the plan's temperature) must be positive, got {self.transport!r}")
         if self.prior_image is not None and self.prior_modality not in data:
             raise ValueError(f"prior_modality {self.prior_modality!r} is not one of {list(data)}")
         text, image = self._sides(tuple(data))
@@ -135,13 +150,18 @@ class SelfTrainingAligner(Aligner):
         for _ in range(self.rounds):
             space.fit(*(np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)))
             rows = space.pseudo_pairs()
+        width = min(self.n_components, *(x.shape[1] for x in pools.values()))
+        labelled = Statistics.from_arrays({m: np.tile(pairs[m], (self.pair_weight, 1)) for m in (text, image)})
+        pseudo = Statistics.from_arrays({m: pools[m][rows[m]] for m in (text, image)})
         for cca_round in range(self.cca_rounds + 1):
-            if cca_round:  # pseudo-pairs scored in the space of the last CCA
-                scores = _csls(self._transform(pools[image], image) @ self._transform(pools[text], text).T)
-                rows = dict(zip((text, image), _pseudo_pairs(scores, self.pseudo_k)))
-            stats = Statistics.from_arrays({m: np.concatenate([pairs[m], pools[m][rows[m]]]) for m in (text, image)})
-            cca = CCAAligner(min(self.n_components, r), reg=1.0, weight_power=0.5, normalize=False)
-            cca.fit_statistics(stats)
+            if cca_round:  # soft pairs from the transport plan in the space of the last CCA
+                plan = linalg.sinkhorn(
+                    self._transform(pools[text], text) @ self._transform(pools[image], image).T, self.transport
+                )
+                pseudo = Statistics.from_plan({m: pools[m] for m in (text, image)}, plan, len(pools[text]))
+                del plan
+            cca = CCAAligner(width, reg=1.0, weight_power=0.5, normalize=False)
+            cca.fit_statistics(labelled + pseudo)
             self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
             self.mean_ = dict(cca.mean_)
         self.pairs_ = int(paired.sum())
@@ -207,8 +227,9 @@ class _RotatedSpace:
 
     def pseudo_pairs(self) -> dict[str, np.ndarray]:
         """Rows of the two pools that are mutual nearest neighbours under CSLS (k=10)."""
-        scores = _csls(self._rows(self.image) @ self._rows(self.text).T)
-        return dict(zip((self.text, self.image), _pseudo_pairs(scores, 1)))
+        scores = self._rows(self.image) @ self._rows(self.text).T
+        scores = csls(scores, top_k_mean(scores, CSLS_K), top_k_mean(scores.T, CSLS_K))
+        return dict(zip((self.text, self.image), _mutual_pairs(scores)))
 
     def _rows(self, modality: str) -> np.ndarray:
         """A pool in the current space: its PCA rows (rotated, on the text side), then its prior block."""
@@ -217,25 +238,11 @@ class _RotatedSpace:
         return shared if prior is None else unit_rows(np.hstack([shared, prior]))
 
 
-def _csls(scores: np.ndarray) -> np.ndarray:
-    """CSLS (k=10) of a full score matrix, in place: ``2 s - r_row - r_column`` (the retrieval
-    layer's streamed version sits above this one)."""
-    k = min(CSLS_K, *scores.shape)
-    rows = np.partition(scores, scores.shape[1] - k, axis=1)[:, -k:].mean(1)
-    columns = np.partition(scores, scores.shape[0] - k, axis=0)[-k:].mean(0)
-    scores *= 2
-    scores -= rows[:, None]
-    scores -= columns[None, :]
-    return scores
-
-
-def _pseudo_pairs(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(text rows, image rows)`` of the pseudo-pairs of an images x texts score matrix: each
-    text with its best image, kept when the text is among that image's ``k`` best texts
-    (``k=1``: mutual nearest neighbours)."""
-    best_image = scores.argmax(0)
-    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k]  # each image's k-th best
-    texts = np.flatnonzero(scores[best_image, np.arange(scores.shape[1])] >= kth[best_image])
+def _mutual_pairs(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(text rows, image rows)`` of the mutual nearest neighbours of an images x texts score
+    matrix: each text with its best image, kept when it is that image's best text."""
+    best_image, best_text = scores.argmax(0), scores.argmax(1)
+    texts = np.flatnonzero(best_text[best_image] == np.arange(scores.shape[1]))
     return texts, best_image[texts]
 
 

@@ -137,6 +137,40 @@ def pca_basis(gram: np.ndarray, n_components: int, rows: int) -> np.ndarray:
     return vectors[:, ::-1][:, :n_components]
 
 
+def sinkhorn(scores: np.ndarray, epsilon: float, iterations: int = 50) -> np.ndarray:
+    """The entropic optimal transport plan between the rows and the columns of ``scores``.
+
+    ``P`` (``n x m``, float32) maximises ``<P, scores> + epsilon * H(P)`` over the plans with
+    uniform marginals (``P 1 = 1/n``, ``P^T 1 = 1/m``; ``H`` the entropy), approximated by
+    ``iterations`` Sinkhorn-Knopp scalings of ``exp((scores - max) / epsilon)`` (Cuturi 2013).
+    ``P`` sums to 1. A small ``epsilon`` gives a near one-to-one plan; a large one spreads
+    each row's mass over many columns.
+
+    >>> p = sinkhorn(np.array([[1.0, 0.0], [0.0, 1.0]]), 0.1)
+    >>> bool(np.allclose(p, [[0.5, 0.0], [0.0, 0.5]], atol=1e-4))
+    True
+    """
+    if scores.ndim != 2 or 0 in scores.shape:
+        raise ValueError(f"expected a non-empty 2-D score matrix, got shape {scores.shape}")
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values")
+    n, m = scores.shape
+    plan = np.asarray(scores, dtype=np.float32) - np.float32(scores.max())
+    plan /= np.float32(epsilon)
+    np.exp(plan, out=plan)
+    u: np.ndarray = np.ones(n, np.float32)
+    v: np.ndarray = np.ones(m, np.float32)
+    tiny = np.finfo(np.float32).tiny
+    for _ in range(iterations):
+        u = np.float32(1 / n) / np.maximum(plan @ v, tiny)
+        v = np.float32(1 / m) / np.maximum(plan.T @ u, tiny)
+    plan *= u[:, None]
+    plan *= v[None, :]
+    return plan
+
+
 def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross-covariance ``(a - mean a)^T (b - mean b) / n`` (float64), without centred copies."""
     mean_a = a.mean(axis=0, dtype=np.float64)

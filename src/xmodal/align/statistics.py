@@ -55,6 +55,41 @@ class Statistics:
         )
 
     @classmethod
+    def from_plan(cls, data: Mapping[str, np.ndarray], plan: np.ndarray, count: int) -> Statistics:
+        """The expected statistics of ``count`` pairs drawn from a plan: row ``i`` of the first of
+        two modalities (``n x d_1``) with row ``j`` of the second (``m x d_2``) with probability
+        ``plan[i, j]`` (``n x m``, non-negative, summing to 1; e.g. :func:`linalg.sinkhorn`).
+
+        ``P_12 = count * X_1^T plan X_2``; ``P_11 = count * X_1^T diag(plan 1) X_1`` (likewise the
+        second); ``s_1 = count * X_1^T plan 1``. A plan with one 1/n per row is ``n`` hard pairs.
+        """
+        checked = {m: check_embeddings(x, f"{m} embeddings") for m, x in data.items()}
+        if len(checked) != 2:
+            raise ValueError(f"a plan pairs two modalities, got {list(checked)}")
+        (a, x), (b, y) = checked.items()
+        if plan.shape != (len(x), len(y)) or not np.isfinite(plan).all() or (plan < 0).any():
+            raise ValueError(
+                f"the plan must be a finite non-negative {len(x)} x {len(y)} matrix, got shape {plan.shape}"
+            )
+        total = float(plan.sum(dtype=np.float64))
+        if not abs(total - 1) < 1e-3:
+            raise ValueError(f"the plan must sum to 1, it sums to {total:.6g}")
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        rows, columns = plan.sum(1, dtype=np.float64), plan.sum(0, dtype=np.float64)
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        return cls(
+            (a, b),
+            count,
+            {a: count * (rows @ x64), b: count * (columns @ y64)},
+            {
+                (a, a): count * (x64 * rows[:, None]).T @ x64,
+                (a, b): count * x64.T @ (plan @ y).astype(np.float64),
+                (b, b): count * (y64 * columns[:, None]).T @ y64,
+            },
+        )
+
+    @classmethod
     def from_shards(
         cls,
         shards: Mapping[str, Shards],

@@ -22,7 +22,7 @@ import numpy as np
 
 from xmodal.core.arrays import check_embeddings, check_int, unit_rows
 from xmodal.core.config import DEFAULT_METRIC
-from xmodal.retrieval.csls import column_top_k_mean, csls, top_k_mean
+from xmodal.core.csls import column_top_k_mean, csls, top_k_mean
 
 SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
 
@@ -68,7 +68,7 @@ class Scorer:
     """Lazy score matrix between ``queries`` (rows) and ``gallery`` (columns).
 
     ``metric`` is one of :data:`SIMILARITIES` (see the module docstring). With ``csls_k > 0``
-    the scores are CSLS (:mod:`xmodal.retrieval.csls`): ``r_gallery(x)`` over the query's
+    the scores are CSLS (:mod:`xmodal.core.csls`): ``r_gallery(x)`` over the query's
     ``csls_k`` nearest gallery items, ``r_reference(y)`` over the gallery item's ``csls_k``
     nearest rows of ``reference`` (default: the queries given here, so a query's CSLS scores
     depend on the other queries passed alongside it). ``csls_k`` is clipped to the gallery

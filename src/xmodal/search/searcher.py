@@ -4,7 +4,7 @@ the scoring code of :mod:`xmodal.retrieval`.
 
 Queries are encoded by the encoders the model was fitted on (rebuilt by name, refused if
 their cache key changed), mapped into the shared space, and scored by cosine against the
-gallery rows, or by CSLS (:mod:`xmodal.retrieval.csls`) against the gallery's captions as
+gallery rows, or by CSLS (:mod:`xmodal.core.csls`) against the gallery's captions as
 the reference queries. Over an ANN index, CSLS and score fusion re-score the top
 :data:`RERANK_DEPTH` cosine candidates.
 """
@@ -22,11 +22,11 @@ import numpy as np
 
 from xmodal.core.arrays import check_int, unit_rows
 from xmodal.core.config import DEFAULT_CSLS_K, default_models_dir
+from xmodal.core.csls import csls as csls_scores
+from xmodal.core.csls import top_k_mean
 from xmodal.core.files import exclusive_lock
 from xmodal.encoders import Encoder, encoder_paths
 from xmodal.model import Model, route
-from xmodal.retrieval.csls import csls as csls_scores
-from xmodal.retrieval.csls import top_k_mean
 from xmodal.retrieval.fusion import check_fusion, fuse_mean
 from xmodal.retrieval.similarity import reference_means
 from xmodal.search.gallery import IndexItem
