@@ -85,6 +85,8 @@ def test_bad_settings_are_refused_clearly():
         SelfTrainingAligner(prior_image="efficientnet-lite0", prior_text="minilm", prior_modality="photo").fit(
             fit, present=present
         )
+    with pytest.raises(ValueError, match="prior_space must be one of"):
+        SelfTrainingAligner(prior_space="pixels").fit(fit, present=present)
     with pytest.raises(ValueError, match="imagenet_prior takes the model's encoders"):
         SelfTrainingAligner(imagenet_prior=True).fit(fit, present=present)
 
@@ -142,5 +144,5 @@ def test_the_classifier_prior_lifts_thirty_real_pairs(flickr8k, cache_dir):
         )
         scores[name] = (m["t2i/R@10"] + m["i2t/R@10"]) / 2
     assert scores["prior"] >= scores["alone"] + 10, scores
-    conse_images = prior.prior_block(unit_rows(test.image), "image")
-    assert conse_images.shape == (100, 384) and np.allclose(np.linalg.norm(conse_images, axis=1), 1, atol=1e-5)
+    block = prior.prior_block(unit_rows(test.image), "image")  # class distributions, centred
+    assert block.shape == (100, 1000) and np.allclose(np.linalg.norm(block, axis=1), 1, atol=1e-5)

@@ -25,11 +25,14 @@ one (the unpaired pool of each modality)::
    pseudo-pairs here: a plan spreads an uncertain text over its likely images instead of
    betting on one.
 
-The prior (optional): the image encoder's own ImageNet classifier read through the text
-encoder (ConSE, :mod:`xmodal.encoders.prior`) puts every image in the text space without any
-pair. It joins the scores of every step as a second block of the shared space (text rows as
-they are, images as their ConSE vectors, both centred), weighted ``prior_weight`` in the
-final space: ``[cca(x), prior_weight * prior(x)]``.
+The prior (optional): the image encoder's own ImageNet classifier, read through the text
+encoder's embeddings of the class names (:mod:`xmodal.encoders.prior`), relates images and
+texts without any pair. ``prior_space="classes"`` (the default) puts both in the class space:
+an image's class probabilities from the classifier, a text's from its cosines to the class
+texts, square-rooted; ``"text"`` puts images in the text space as ConSE vectors (class
+probabilities weighting the class texts) beside the text rows themselves. Either joins the
+scores of every step as a second block of the shared space (centred, unit rows), weighted
+``prior_weight`` in the final space: ``[cca(x), prior_weight * prior(x)]``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from xmodal.core.csls import csls, top_k_mean
 
 CSLS_K = 10
 MIN_PAIRS = 3
+PRIOR_SPACES = ("text", "classes")
 
 
 class SelfTrainingAligner(Aligner):
@@ -77,6 +81,7 @@ class SelfTrainingAligner(Aligner):
         prior_modality: str = "image",
         imagenet_prior: bool = False,
         prior_weight: float = 0.5,
+        prior_space: str = "classes",
         temperature: float = 3.0,
         top: int = 20,
         pool: int = 30_000,
@@ -95,6 +100,7 @@ class SelfTrainingAligner(Aligner):
         self.prior_modality = prior_modality
         self.imagenet_prior = imagenet_prior
         self.prior_weight = prior_weight
+        self.prior_space = prior_space
         self.temperature = temperature
         self.top = top
         self.pool = pool
@@ -129,6 +135,8 @@ class SelfTrainingAligner(Aligner):
             )
         if not self.transport > 0:
             raise ValueError(f"transport (the plan's temperature) must be positive, got {self.transport!r}")
+        if self.prior_space not in PRIOR_SPACES:
+            raise ValueError(f"prior_space must be one of {PRIOR_SPACES}, got {self.prior_space!r}")
         if self.prior_image is not None and self.prior_modality not in data:
             raise ValueError(f"prior_modality {self.prior_modality!r} is not one of {list(data)}")
         text, image = self._sides(tuple(data))
@@ -142,7 +150,7 @@ class SelfTrainingAligner(Aligner):
         pairs = {m: data[m][paired] for m in (text, image)}
         if self.prior_image is not None:
             self._build_prior(pools[text].shape[1], pools[image].shape[1])
-            self.prior_mean_ = {text: pools[text].mean(0), image: self._conse(pools[image]).mean(0)}
+            self.prior_mean_ = {m: self._prior_vectors(pools[m], m).mean(0) for m in (text, image)}
         r = min(self.pca_components, *(x.shape[1] for x in pools.values()), *(len(x) - 1 for x in pools.values()))
         space = _RotatedSpace(self, pools, r, text)
         space.fit(pairs[text], pairs[image])
@@ -174,10 +182,19 @@ class SelfTrainingAligner(Aligner):
         return np.hstack([shared, self.prior_weight * self.prior_block(x, modality)])
 
     def prior_block(self, x: np.ndarray, modality: str) -> np.ndarray:
-        """The prior's view of preprocessed rows: text rows themselves, images as ConSE
-        vectors; centred, unit rows."""
-        vectors = self._conse(x) if modality == self.prior_modality else x
-        return unit_rows(vectors - self.prior_mean_[modality])
+        """The prior's view of preprocessed rows (:meth:`_prior_vectors`), centred, unit rows."""
+        return unit_rows(self._prior_vectors(x, modality) - self.prior_mean_[modality])
+
+    def _prior_vectors(self, x: np.ndarray, modality: str) -> np.ndarray:
+        """``prior_space="text"``: text rows themselves, images as ConSE vectors; ``"classes"``:
+        both as class distributions (images through the classifier, texts through their
+        cosines to the class texts)."""
+        from xmodal.encoders.prior import ClassifierPrior
+
+        prior = ClassifierPrior(self.classifier_weight_, self.classifier_bias_, self.class_texts_)
+        if self.prior_space == "classes":
+            return prior.image_classes(x) if modality == self.prior_modality else prior.text_classes(x)
+        return prior.vectors(x, self.temperature, self.top) if modality == self.prior_modality else x
 
     def _sides(self, modalities: tuple[str, ...]) -> tuple[str, str]:
         """``(text side, image side)``: the prior modality second."""
@@ -197,12 +214,6 @@ class SelfTrainingAligner(Aligner):
                 "name the encoders that made them"
             )
         self.classifier_weight_, self.classifier_bias_, self.class_texts_ = prior.weight, prior.bias, prior.classes
-
-    def _conse(self, images: np.ndarray) -> np.ndarray:
-        from xmodal.encoders.prior import ClassifierPrior
-
-        prior = ClassifierPrior(self.classifier_weight_, self.classifier_bias_, self.class_texts_)
-        return prior.vectors(images, self.temperature, self.top)
 
 
 class _RotatedSpace:

@@ -1,0 +1,17 @@
+import numpy as np
+import pytest
+
+from xmodal.encoders.prior import class_distribution
+
+
+def test_class_distributions_are_square_rooted_softmaxes():
+    logits = np.array([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    p = class_distribution(logits, 1.0)
+    np.testing.assert_allclose(p[0], 0.5)  # uniform over 4 classes: sqrt(1/4)
+    np.testing.assert_allclose(p[1] ** 2, np.exp([2, 0, 0, 0]) / (np.exp(2) + 3), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1, rtol=1e-6)
+    # the dot product of two rows is their Bhattacharyya coefficient; a colder temperature sharpens
+    assert class_distribution(logits, 0.1)[1, 0] > p[1, 0]
+    np.testing.assert_allclose(p[0] @ p[1], np.sqrt(p[1] ** 2 / 4).sum(), rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        class_distribution(logits, 0.0)
