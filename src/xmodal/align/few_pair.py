@@ -163,9 +163,9 @@ class SelfTrainingAligner(Aligner):
         pseudo = Statistics.from_arrays({m: pools[m][rows[m]] for m in (text, image)})
         for cca_round in range(self.cca_rounds + 1):
             if cca_round:  # soft pairs from the transport plan in the space of the last CCA
-                plan = linalg.sinkhorn(
-                    self._transform(pools[text], text) @ self._transform(pools[image], image).T, self.transport
-                )
+                joined = {m: self._joined(self._shared(pools[m], m), space.priors[m]) for m in (text, image)}
+                plan = linalg.sinkhorn(joined[text] @ joined[image].T, self.transport)
+                del joined
                 pseudo = Statistics.from_plan({m: pools[m] for m in (text, image)}, plan, len(pools[text]))
                 del plan
             cca = CCAAligner(width, reg=1.0, weight_power=0.5, normalize=False)
@@ -176,10 +176,16 @@ class SelfTrainingAligner(Aligner):
         self.pseudo_pairs_ = len(rows[text])
 
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
-        shared = unit_rows((x - self.mean_[modality]) @ self.projection_[modality])
-        if self.prior_image is None:
-            return shared
-        return np.hstack([shared, self.prior_weight * self.prior_block(x, modality)])
+        prior = None if self.prior_image is None else self.prior_block(x, modality)
+        return self._joined(self._shared(x, modality), prior)
+
+    def _shared(self, x: np.ndarray, modality: str) -> np.ndarray:
+        """Rows in the CCA's space, unit length."""
+        return unit_rows((x - self.mean_[modality]) @ self.projection_[modality])
+
+    def _joined(self, shared: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+        """The final space: ``[shared, prior_weight * prior]`` (``shared`` alone without a prior)."""
+        return shared if prior is None else np.hstack([shared, self.prior_weight * prior])
 
     def prior_block(self, x: np.ndarray, modality: str) -> np.ndarray:
         """The prior's view of preprocessed rows (:meth:`_prior_vectors`), centred, unit rows."""

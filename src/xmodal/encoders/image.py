@@ -135,26 +135,9 @@ def load_efficientnet_lite(variant: str) -> torch.nn.Module:
 
 def pooled_features(model: torch.nn.Module) -> torch.nn.Module:
     """Image batch -> global average pool of ``model``'s last feature map."""
-    return _pooled_features_class()(model)
+    from xmodal.encoders.pooling import PooledFeatures
 
-
-@functools.cache
-def _pooled_features_class() -> type[torch.nn.Module]:
-    """The ``torch.nn.Module`` behind :func:`pooled_features`, defined on first use so that importing
-    this module does not import torch."""
-    import torch
-
-    class PooledFeatures(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            features: torch.Tensor = self.model.extract_features(x)  # type: ignore[operator]
-            return features.mean(dim=(2, 3))
-
-    PooledFeatures.__qualname__ = "PooledFeatures"
-    return PooledFeatures
+    return PooledFeatures(model)
 
 
 class EfficientNetLiteEncoder:

@@ -45,9 +45,7 @@ class ClassifierPrior:
 
     def image_classes(self, images: np.ndarray, temperature: float = IMAGE_TEMPERATURE) -> np.ndarray:
         """:func:`class_distribution` of image embeddings through the classifier: ``v W^T + b``."""
-        if images.ndim != 2 or images.shape[1] != self.weight.shape[1]:
-            raise ValueError(f"image embeddings must be (n, {self.weight.shape[1]}), got {images.shape}")
-        return class_distribution(images.astype(np.float64) @ self.weight.T + self.bias, temperature)
+        return class_distribution(classifier_logits(images, self.weight, self.bias), temperature)
 
     def text_classes(self, texts: np.ndarray, temperature: float = TEXT_TEMPERATURE) -> np.ndarray:
         """:func:`class_distribution` of text embeddings from their cosines to the class texts."""
@@ -60,11 +58,23 @@ def class_distribution(logits: np.ndarray, temperature: float) -> np.ndarray:
     """``sqrt(softmax(logits / temperature))`` per row, float32: class probabilities as unit
     vectors, whose dot product is the Bhattacharyya coefficient of two distributions. Images
     (classifier logits) and texts (cosines to the class texts) meet in this space with no pair."""
+    return np.sqrt(softmax(logits, temperature)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(logits / temperature)`` per row (stable: the row maximum is subtracted first)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     z = logits / temperature
     p = np.exp(z - z.max(axis=1, keepdims=True))
-    return np.sqrt(p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def classifier_logits(images: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``images W^T + b`` in float64; ``images`` must be (n, image dim)."""
+    if images.ndim != 2 or images.shape[1] != weight.shape[1]:
+        raise ValueError(f"image embeddings must be (n, {weight.shape[1]}), got {images.shape}")
+    return images.astype(np.float64) @ weight.T + bias
 
 
 def conse(
@@ -72,12 +82,9 @@ def conse(
 ) -> np.ndarray:
     """``sum_c p_c * classes[c]`` per image row, ``p = softmax((images W^T + b) / temperature)``
     kept to each row's ``top`` largest (ties at the cut-off kept); float32, (n, text dim)."""
-    if images.ndim != 2 or images.shape[1] != weight.shape[1]:
-        raise ValueError(f"image embeddings must be (n, {weight.shape[1]}), got {images.shape}")
-    if temperature <= 0 or not 1 <= top <= len(weight):
-        raise ValueError(f"temperature must be > 0 and top in 1..{len(weight)}, got {temperature} and {top}")
-    logits = (images.astype(np.float64) @ weight.T + bias) / temperature
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    if not 1 <= top <= len(weight):
+        raise ValueError(f"top must be in 1..{len(weight)}, got {top}")
+    p = softmax(classifier_logits(images, weight, bias), temperature)
     if top < len(weight):
         cut = np.partition(p, len(weight) - top, axis=1)[:, len(weight) - top, None]
         p[p < cut] = 0.0
