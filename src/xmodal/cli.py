@@ -1025,6 +1025,14 @@ def bench(
             "learn from (e.g. efficientnet-lite0-mirror; repeat).",
         ),
     ] = None,
+    bridge: Annotated[
+        bool,
+        typer.Option(
+            "--bridge",
+            help="Text and image only: also each aligner with its queries rewritten through the train pairs "
+            "(a caption's nearest train captions vote for their images): rows 'NAME + bridge'.",
+        ),
+    ] = False,
     no_pairs: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -1064,18 +1072,21 @@ def bench(
 
         result = run_pairs(
             loaded, text_encoder=encoders["text"], image_encoder=encoders["image"], aligners=aligner, csls_k=csls_k,
-            eval_split=eval_split, image_views=tuple(image_view or ()), auto=auto, **options,
+            eval_split=eval_split, image_views=tuple(image_view or ()), auto=auto, bridge=bridge, **options,
         )  # fmt: skip
         _print_bench(result)
         views = "".join(f"_{v}" for v in result.image_views)
         name = f"{loaded.name}-{eval_split}_{encoders['text']}_{encoders['image']}{'_heads' if result.trained else ''}{views}"
+        name += "_bridge" if bridge else ""
         json_path = json_dir / f"{name.replace('+', '-')}.json"
         write_results(result, json_path, results, _command())
     else:
         from xmodal.bench.matrix import run_matrix, write_matrix_results
 
-        if image_view:
-            raise ValueError("--image-view goes with the text-image benchmark (the modalities text and image)")
+        if image_view or bridge:
+            raise ValueError(
+                "--image-view and --bridge go with the text-image benchmark (the modalities text and image)"
+            )
         images = [m for m in encoders if loaded.kind(m) == "image"]
         matrix = run_matrix(
             loaded, encoders, aligners=aligner or ["cca-128-weighted", "head-linear"], csls_k=csls_k,

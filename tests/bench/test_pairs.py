@@ -4,6 +4,7 @@ numbers of its own fit, bit for bit."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xmodal.align import Aligner, CCAAligner, LeastSquaresAligner, PivotAligner, ProcrustesAligner, linalg
 from xmodal.align.statistics import Statistics
@@ -70,3 +71,27 @@ def test_a_training_set_with_missing_modalities_is_fitted_as_usual():
     alone = CCAAligner(4, reg=1.0).fit(training.embeddings, present=present)
     image = training.embeddings["image"]
     np.testing.assert_array_equal(aligner.transform(image, "image"), alone.transform(image, "image"))
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_bridge_rows_retrieve_through_the_train_pairs(data_root, cache_dir, monkeypatch):
+    """With weight 1 a rewritten query is only the train pairs' vote: it still finds its image or
+    captions far above chance (wiring the votes to the wrong rows would give chance); with
+    weight 0 the bridge rows are the plain rows."""
+    from xmodal.bench import pairs
+
+    def run(weight: float) -> dict[tuple[str, int], dict[str, float]]:
+        monkeypatch.setattr(pairs, "BRIDGE", {"t2i": (30.0, weight), "i2t": (30.0, weight)})
+        result = pairs.run_flickr8k(
+            data_root, aligners=["procrustes-t2i"], limit=100, eval_split="dev", cache_dir=cache_dir,
+            progress=False, bridge=True,
+        )  # fmt: skip
+        return {(r.aligner, r.csls_k): r.metrics for r in result.rows}
+
+    voted, unchanged = run(1.0), run(0.0)
+    for k in (0, 10):
+        assert unchanged[("procrustes-t2i + bridge", k)] == unchanged[("procrustes-t2i", k)]
+        for way in ("t2i", "i2t"):
+            assert voted[("procrustes-t2i + bridge", k)][f"{way}/R@10"] > 3 * 10.0  # chance: 10 of 100 items
+            assert voted[("procrustes-t2i + bridge", k)] != voted[("procrustes-t2i", k)]

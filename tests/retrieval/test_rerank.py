@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xmodal.core.estimator import NotFittedError
-from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, Reranked, Scorer, pairwise
+from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, QueryBridge, Reranked, Scorer, group_means, pairwise
 from xmodal.retrieval.rerank import (
     bridge,
     bridge_votes,
@@ -208,6 +208,36 @@ def test_bridge_checks_shapes():
         Bridge().fit(captions, images[:29], gallery)
     with pytest.raises(ValueError, match=r"voted has shape \(1, 4\) but the queries \(1, 8\)"):
         expand_queries(np.ones((1, 8)), np.ones((1, 4)), 0.5)
+
+
+def test_query_bridge_sends_a_training_duplicate_to_its_pair(tmp_path):
+    captions, images, _, rng = bridge_world()
+    queries = np.vstack([captions[[4, 9]], rng.normal(size=(1, 16))])
+    rewrite = QueryBridge(beta=100.0, weight=1.0, neighbours=5).fit(captions, images)
+    np.testing.assert_allclose(rewrite.transform(queries)[:2], unit(images[[4, 9]]), atol=1e-6)
+    unchanged = QueryBridge(weight=0.0).fit(captions, images).transform(queries)
+    np.testing.assert_allclose(unchanged, unit(queries), rtol=1e-6)
+    loaded = QueryBridge.load(rewrite.save(tmp_path / "bridge"))
+    np.testing.assert_array_equal(loaded.transform(queries), rewrite.transform(queries))
+
+
+def test_query_bridge_checks_its_input():
+    captions, images, _, _ = bridge_world()
+    with pytest.raises(ValueError, match=r"bank \(30, 16\) and votes \(30, 8\) must be row-paired, in one space"):
+        QueryBridge().fit(captions, images[:, :8])
+    with pytest.raises(ValueError, match="weight must be in"):
+        QueryBridge(weight=1.5).fit(captions, images)
+    with pytest.raises(NotFittedError):
+        QueryBridge().transform(captions)
+
+
+def test_group_means_by_hand():
+    rows = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, -4.0]])
+    first, means = group_means(rows, np.array([5, 2, 5, 2]))
+    np.testing.assert_array_equal(first, [1, 0])  # group 2 first appears at row 1, group 5 at row 0
+    np.testing.assert_allclose(means, [[0.0, 0.0], [1.0, 0.0]])  # unit rows averaged: (0,1) and (0,-1) cancel
+    with pytest.raises(ValueError, match=r"groups must have one entry per row \(4\)"):
+        group_means(rows, np.array([1, 2]))
 
 
 def test_reranked_checks_the_query_rows():

@@ -3,7 +3,16 @@ scorers, re-ranking (query-bank normalisation, k-reciprocal, the training-set br
 exact top-k search. Evaluation and the search index use the same code."""
 
 from xmodal.retrieval.fusion import SumScorer, check_fusion, fuse_mean, fused_scorer
-from xmodal.retrieval.rerank import BANK_NORMALISERS, BankNormaliser, Bridge, KReciprocal, Rerank, Reranked
+from xmodal.retrieval.rerank import (
+    BANK_NORMALISERS,
+    BankNormaliser,
+    Bridge,
+    KReciprocal,
+    QueryBridge,
+    Rerank,
+    Reranked,
+    group_means,
+)
 from xmodal.retrieval.similarity import SIMILARITIES, Scorer, Scores, pairwise
 from xmodal.retrieval.topk import search, topk
 from xmodal.retrieval.zeroshot import class_prototypes, zero_shot_scores
@@ -14,6 +23,7 @@ __all__ = [
     "BankNormaliser",
     "Bridge",
     "KReciprocal",
+    "QueryBridge",
     "Rerank",
     "Reranked",
     "Scorer",
@@ -23,6 +33,7 @@ __all__ = [
     "class_prototypes",
     "fuse_mean",
     "fused_scorer",
+    "group_means",
     "pairwise",
     "search",
     "topk",

@@ -283,6 +283,45 @@ class Bridge(Estimator):
         return bridge(scores, voted, self.gallery_, self.weight)
 
 
+class QueryBridge(Estimator):
+    """The bridge as a query rewrite (:func:`expand_queries` of :func:`bridge_votes`): fitted on
+    training pairs in the shared space, ``bank`` (training queries) row-paired with ``votes``
+    (what each votes with: its paired item); :meth:`transform` rewrites queries of the bank's
+    space, which any search of that space then takes (CSLS, an index)."""
+
+    def __init__(self, beta: float = 30.0, weight: float = 0.2, neighbours: int = 50) -> None:
+        self.beta = beta
+        self.weight = weight
+        self.neighbours = neighbours
+
+    def fit(self, bank: np.ndarray, votes: np.ndarray) -> QueryBridge:
+        _check_positive(self.beta, "beta")
+        _check_weight(self.weight)
+        check_int(self.neighbours, "neighbours", minimum=1)
+        bank, votes = check_embeddings(bank, "bank"), check_embeddings(votes, "votes")
+        if bank.shape != votes.shape:
+            raise ValueError(f"bank {bank.shape} and votes {votes.shape} must be row-paired, in one space")
+        self.bank_, self.votes_ = bank, votes
+        return self
+
+    def transform(self, queries: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        voted = bridge_votes(queries, self.bank_, self.votes_, beta=self.beta, neighbours=self.neighbours)
+        return expand_queries(queries, voted, self.weight)
+
+
+def group_means(x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first row of each group, mean of the group's unit rows)``, groups in sorted order: what
+    an item votes with when it has several paired rows (an image with its captions)."""
+    x = check_embeddings(x, "rows")
+    if groups.shape != (len(x),):
+        raise ValueError(f"groups must have one entry per row ({len(x)}), got shape {groups.shape}")
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    sums = np.zeros((len(first), x.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse.ravel(), unit_rows(x))
+    return first, (sums / np.bincount(inverse.ravel())[:, None]).astype(np.float32)
+
+
 # --- checks -------------------------------------------------------------------------------
 
 
