@@ -210,6 +210,10 @@ def main() -> None:
         "4 rounds, 0.03, 10 times). Lost: temperature 0.04 (52.6 at width 384), ridge 3 (51.9) or unweighted "
         "correlations (51.6) at width 128, barycentric pairs instead of the plan's statistics (51.0), the ConSE "
         "vector as extra image features of the CCA (48.2).",
+        "- Dev screens after the weight (300 pairs, mean R@10; draw 0 unless said; 0.7 scores 55.4 / 54.8 / 55.1 "
+        "on draws 0 / 1 / 2), none kept: 6 transport rounds 55.3, pairs counted 20 times 54.6, temperature 0.02 "
+        "55.1, 5 rotation rounds 55.4; the captions' class temperature in the aligner 0.02 / 0.03 / 0.08: 55.8 / "
+        "56.1 / 53.8, but 0.03 on draws 1 and 2 gives 54.6 / 55.0 (mean 55.2 against 55.1: noise).",
         "- The prior uses the image encoder's own classifier head, trained on ImageNet labels: no image-text "
         "pair, but not a text-free signal either.",
     ]

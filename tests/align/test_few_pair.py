@@ -87,6 +87,8 @@ def test_bad_settings_are_refused_clearly():
         )
     with pytest.raises(ValueError, match="prior_space must be one of"):
         SelfTrainingAligner(prior_space="pixels").fit(fit, present=present)
+    with pytest.raises(ValueError, match="image_temperature and text_temperature must be positive, got 0.5 and 0"):
+        SelfTrainingAligner(text_temperature=0).fit(fit, present=present)
     with pytest.raises(ValueError, match="imagenet_prior takes the model's encoders"):
         SelfTrainingAligner(imagenet_prior=True).fit(fit, present=present)
 

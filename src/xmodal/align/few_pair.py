@@ -63,7 +63,9 @@ class SelfTrainingAligner(Aligner):
     ``prior_modality`` is the modality of the images (the other one is the text). With
     ``imagenet_prior``, a fitted model's encoders name them (:meth:`use_encoders`, called by
     ``xmodal fit``). ``pool`` caps the unpaired rows of each modality used for pseudo-pairs
-    (a seeded sample).
+    (a seeded sample). ``image_temperature`` / ``text_temperature`` sharpen the class
+    distributions of ``prior_space="classes"``; ``temperature`` and ``top`` are ConSE's
+    (``prior_space="text"``).
     """
 
     partial_rows = True
@@ -85,6 +87,8 @@ class SelfTrainingAligner(Aligner):
         prior_space: str = "classes",
         temperature: float = 3.0,
         top: int = 20,
+        image_temperature: float = 0.5,
+        text_temperature: float = 0.05,
         pool: int = 30_000,
         seed: int = 0,
         normalize: bool = True,
@@ -104,6 +108,8 @@ class SelfTrainingAligner(Aligner):
         self.prior_space = prior_space
         self.temperature = temperature
         self.top = top
+        self.image_temperature = image_temperature
+        self.text_temperature = text_temperature
         self.pool = pool
         self.seed = seed
 
@@ -136,6 +142,11 @@ class SelfTrainingAligner(Aligner):
             )
         if not self.transport > 0:
             raise ValueError(f"transport (the plan's temperature) must be positive, got {self.transport!r}")
+        if not (self.image_temperature > 0 and self.text_temperature > 0):
+            raise ValueError(
+                f"image_temperature and text_temperature must be positive, got {self.image_temperature!r} and "
+                f"{self.text_temperature!r}"
+            )
         if self.prior_space not in PRIOR_SPACES:
             raise ValueError(f"prior_space must be one of {PRIOR_SPACES}, got {self.prior_space!r}")
         if self.prior_image is not None and self.prior_modality not in data:
@@ -200,7 +211,9 @@ class SelfTrainingAligner(Aligner):
 
         prior = ClassifierPrior(self.classifier_weight_, self.classifier_bias_, self.class_texts_)
         if self.prior_space == "classes":
-            return prior.image_classes(x) if modality == self.prior_modality else prior.text_classes(x)
+            if modality == self.prior_modality:
+                return prior.image_classes(x, self.image_temperature)
+            return prior.text_classes(x, self.text_temperature)
         return prior.vectors(x, self.temperature, self.top) if modality == self.prior_modality else x
 
     def _sides(self, modalities: tuple[str, ...]) -> tuple[str, str]:
