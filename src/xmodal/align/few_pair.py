@@ -160,11 +160,15 @@ class SelfTrainingAligner(Aligner):
         rng = np.random.default_rng(self.seed)
         pools = {m: _sample(data[m][present[m]], self.pool, rng) for m in (text, image)}
         pairs = {m: data[m][paired] for m in (text, image)}
-        if self.prior_image is not None:
+        priors: dict[str, np.ndarray | None] = {text: None, image: None}
+        if self.prior_image is not None:  # the pools' prior blocks, computed once for every step
             self._build_prior(pools[text].shape[1], pools[image].shape[1])
-            self.prior_mean_ = {m: self._prior_vectors(pools[m], m).mean(0) for m in (text, image)}
+            vectors = {m: self._prior_vectors(pools[m], m) for m in (text, image)}
+            self.prior_mean_ = {m: v.mean(0) for m, v in vectors.items()}
+            priors = {m: unit_rows(v - self.prior_mean_[m]) for m, v in vectors.items()}
+            del vectors
         r = min(self.pca_components, *(x.shape[1] for x in pools.values()), *(len(x) - 1 for x in pools.values()))
-        space = _RotatedSpace(self, pools, r, text)
+        space = _RotatedSpace(pools, priors, r, text)
         space.fit(pairs[text], pairs[image])
         rows = space.pseudo_pairs()
         for _ in range(self.rounds):
@@ -175,7 +179,7 @@ class SelfTrainingAligner(Aligner):
         pseudo = Statistics.from_arrays({m: pools[m][rows[m]] for m in (text, image)})
         for cca_round in range(self.cca_rounds + 1):
             if cca_round:  # soft pairs from the transport plan in the space of the last CCA
-                joined = {m: self._joined(self._shared(pools[m], m), space.priors[m]) for m in (text, image)}
+                joined = {m: self._joined(self._shared(pools[m], m), priors[m]) for m in (text, image)}
                 plan = linalg.sinkhorn(joined[text] @ joined[image].T, self.transport)
                 del joined
                 pseudo = Statistics.from_plan({m: pools[m] for m in (text, image)}, plan, len(pools[text]))
@@ -241,12 +245,11 @@ class _RotatedSpace:
     (with a prior) the prior block beside it; what pseudo-pairs are scored in. The pools'
     PCA rows and prior blocks do not change from round to round: they are computed once."""
 
-    def __init__(self, aligner: SelfTrainingAligner, pools: dict[str, np.ndarray], r: int, text: str):
+    def __init__(self, pools: dict[str, np.ndarray], priors: dict[str, np.ndarray | None], r: int, text: str):
         self.text, self.image = text, next(m for m in pools if m != text)
         self.pca = {m: _pca(x, r) for m, x in pools.items()}
         self.pools = {m: self.reduced(x, m) for m, x in pools.items()}
-        with_prior = aligner.prior_image is not None
-        self.priors = {m: aligner.prior_block(x, m) if with_prior else None for m, x in pools.items()}
+        self.priors = priors
         self.rotation = np.eye(r)
 
     def reduced(self, x: np.ndarray, modality: str) -> np.ndarray:

@@ -164,6 +164,7 @@ def run_pairs(
     runs = [(name, aligner, False) for name, aligner in models.items()]
     runs += [(f"{n} (auto)", make_aligner(n), True) for n, a in models.items() if auto and type(a) in GRIDS]
     shared = _SharedFits(training, (aligner for _, aligner, tuned in runs if not tuned))
+    ks = (0, csls_k) if csls_k else (0,)  # each row plain and with CSLS
     for name, aligner, tuned in runs:
         if not aligner.accepts(training.dims):
             continue  # e.g. identity across encoders that do not share a space
@@ -176,13 +177,13 @@ def run_pairs(
         fit_seconds = tuning_seconds + shared_seconds
         text = aligner.transform(test.text, "text")
         image = aligner.transform(test.image, "image")
-        for k in (0, csls_k) if csls_k else (0,):
+        for k in ks:
             metrics = evaluate_bidirectional(text, image, test.text_items, test.image_items, csls_k=k)
             result.rows.append(BenchRow(name, k, fit_seconds, metrics))
         if bridge and training.present is None:
             bridges = _bridges(aligner, training)
             queries = {"t2i": bridges["t2i"].transform(text), "i2t": bridges["i2t"].transform(image)}
-            for k in (0, csls_k) if csls_k else (0,):
+            for k in ks:
                 metrics = evaluate_retrieval(
                     queries["t2i"], image, test.text_items, test.image_items, csls_k=k, prefix="t2i/"
                 ) | evaluate_retrieval(queries["i2t"], text, test.image_items, test.text_items, csls_k=k, prefix="i2t/")
