@@ -31,7 +31,7 @@ from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_retrieval
-from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, Scorer
+from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, Scorer, group_means
 from xmodal.retrieval.rerank import bridge_votes, expand_queries
 from xmodal.store import EmbeddingStore, SplitEmbeddings, embed_split
 
@@ -130,9 +130,7 @@ def directions(splits: Mapping[str, SplitEmbeddings]) -> dict[str, dict[str, Dir
 
     def per_image(captions: np.ndarray) -> np.ndarray:
         """The mean of each train image's caption rows (unit rows first): what an image votes with."""
-        out = np.zeros((len(train.image), captions.shape[1]), dtype=np.float32)
-        np.add.at(out, image_rows, unit_rows(captions[text_rows]))
-        return out
+        return group_means(captions[text_rows], image_rows)[1]
 
     bank = {"text": shared(train.text, "text"), "image": shared(train.image, "image")}
     train_side = {  # (bank, votes in the shared space, votes in the encoder space) of each query modality

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xmodal.encoders.prior import class_distribution
+from xmodal.encoders.prior import ClassifierPrior, class_distribution
 
 
 def test_class_distributions_are_square_rooted_softmaxes():
@@ -15,3 +15,14 @@ def test_class_distributions_are_square_rooted_softmaxes():
     np.testing.assert_allclose(p[0] @ p[1], np.sqrt(p[1] ** 2 / 4).sum(), rtol=1e-6)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         class_distribution(logits, 0.0)
+
+
+def test_the_prior_names_the_modality_whose_width_is_wrong():
+    rng = np.random.default_rng(0)
+    prior = ClassifierPrior(rng.normal(size=(5, 4)), np.zeros(5), rng.normal(size=(5, 3)))
+    assert prior.image_classes(rng.normal(size=(2, 4))).shape == (2, 5)
+    assert prior.text_classes(rng.normal(size=(2, 3))).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"image embeddings must be \(n, 4\), got \(2, 3\)"):
+        prior.image_classes(rng.normal(size=(2, 3)))
+    with pytest.raises(ValueError, match=r"text embeddings must be \(n, 3\), got \(2, 4\)"):
+        prior.text_classes(rng.normal(size=(2, 4)))

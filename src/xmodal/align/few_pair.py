@@ -48,6 +48,7 @@ from xmodal.align.closed_form import CCAAligner
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
 from xmodal.core.csls import csls, top_k_mean
+from xmodal.encoders.prior import IMAGE_TEMPERATURE, TEXT_TEMPERATURE, ClassifierPrior, imagenet_prior
 
 CSLS_K = 10
 MIN_PAIRS = 3
@@ -87,8 +88,8 @@ class SelfTrainingAligner(Aligner):
         prior_space: str = "classes",
         temperature: float = 3.0,
         top: int = 20,
-        image_temperature: float = 0.5,
-        text_temperature: float = 0.05,
+        image_temperature: float = IMAGE_TEMPERATURE,
+        text_temperature: float = TEXT_TEMPERATURE,
         pool: int = 30_000,
         seed: int = 0,
         normalize: bool = True,
@@ -211,8 +212,6 @@ class SelfTrainingAligner(Aligner):
         """``prior_space="text"``: text rows themselves, images as ConSE vectors; ``"classes"``:
         both as class distributions (images through the classifier, texts through their
         cosines to the class texts)."""
-        from xmodal.encoders.prior import ClassifierPrior
-
         prior = ClassifierPrior(self.classifier_weight_, self.classifier_bias_, self.class_texts_)
         if self.prior_space == "classes":
             if modality == self.prior_modality:
@@ -227,8 +226,6 @@ class SelfTrainingAligner(Aligner):
         return modalities[0], modalities[1]
 
     def _build_prior(self, text_dim: int, image_dim: int) -> None:
-        from xmodal.encoders.prior import imagenet_prior
-
         assert self.prior_image is not None and self.prior_text is not None
         prior = imagenet_prior(self.prior_image, self.prior_text)
         if prior.weight.shape[1] != image_dim or prior.classes.shape[1] != text_dim:

@@ -49,8 +49,7 @@ class ClassifierPrior:
 
     def text_classes(self, texts: np.ndarray, temperature: float = TEXT_TEMPERATURE) -> np.ndarray:
         """:func:`class_distribution` of text embeddings from their cosines to the class texts."""
-        if texts.ndim != 2 or texts.shape[1] != self.classes.shape[1]:
-            raise ValueError(f"text embeddings must be (n, {self.classes.shape[1]}), got {texts.shape}")
+        _check_rows(texts, self.classes.shape[1], "text")
         return class_distribution(unit_rows(texts).astype(np.float64) @ self.classes.T, temperature)
 
 
@@ -72,9 +71,13 @@ def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def classifier_logits(images: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``images W^T + b`` in float64; ``images`` must be (n, image dim)."""
-    if images.ndim != 2 or images.shape[1] != weight.shape[1]:
-        raise ValueError(f"image embeddings must be (n, {weight.shape[1]}), got {images.shape}")
+    _check_rows(images, weight.shape[1], "image")
     return images.astype(np.float64) @ weight.T + bias
+
+
+def _check_rows(x: np.ndarray, width: int, modality: str) -> None:
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"{modality} embeddings must be (n, {width}), got {x.shape}")
 
 
 def conse(
