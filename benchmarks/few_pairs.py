@@ -213,7 +213,11 @@ def main() -> None:
         "- Dev screens after the weight (300 pairs, mean R@10; draw 0 unless said; 0.7 scores 55.4 / 54.8 / 55.1 "
         "on draws 0 / 1 / 2), none kept: 6 transport rounds 55.3, pairs counted 20 times 54.6, temperature 0.02 "
         "55.1, 5 rotation rounds 55.4; the captions' class temperature in the aligner 0.02 / 0.03 / 0.08: 55.8 / "
-        "56.1 / 53.8, but 0.03 on draws 1 and 2 gives 54.6 / 55.0 (mean 55.2 against 55.1: noise).",
+        "56.1 / 53.8, but 0.03 on draws 1 and 2 gives 54.6 / 55.0 (mean 55.2 against 55.1: noise). Lost "
+        "(2026-11-28, draw 0): the unpaired pools as a bridge, each train caption voting with its images in the "
+        "transport plan of the final space and each train image with its captions (`QueryBridge`, beta 10 / 30 / "
+        "100, weight 0.1 to 0.5, plan temperature 0.03 / 0.01), 55.3 at best (t2i +0.2, i2t -0.5); the mirrored "
+        "train images as more pairs and pool rows 54.4, as more pairs only (counted 5 times each) 55.3.",
         "- The prior uses the image encoder's own classifier head, trained on ImageNet labels: no image-text "
         "pair, but not a text-free signal either.",
     ]
