@@ -48,7 +48,14 @@ from xmodal.align.closed_form import CCAAligner
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
 from xmodal.core.csls import csls, top_k_mean
-from xmodal.encoders.prior import IMAGE_TEMPERATURE, TEXT_TEMPERATURE, ClassifierPrior, imagenet_prior
+from xmodal.encoders.prior import (
+    IMAGE_TEMPERATURE,
+    TEMPERATURE,
+    TEXT_TEMPERATURE,
+    TOP,
+    ClassifierPrior,
+    imagenet_prior,
+)
 
 CSLS_K = 10
 MIN_PAIRS = 3
@@ -86,8 +93,8 @@ class SelfTrainingAligner(Aligner):
         imagenet_prior: bool = False,
         prior_weight: float = 0.7,
         prior_space: str = "classes",
-        temperature: float = 3.0,
-        top: int = 20,
+        temperature: float = TEMPERATURE,
+        top: int = TOP,
         image_temperature: float = IMAGE_TEMPERATURE,
         text_temperature: float = TEXT_TEMPERATURE,
         pool: int = 30_000,
