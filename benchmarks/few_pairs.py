@@ -217,7 +217,12 @@ def main() -> None:
         "(2026-11-28, draw 0): the unpaired pools as a bridge, each train caption voting with its images in the "
         "transport plan of the final space and each train image with its captions (`QueryBridge`, beta 10 / 30 / "
         "100, weight 0.1 to 0.5, plan temperature 0.03 / 0.01), 55.3 at best (t2i +0.2, i2t -0.5); the mirrored "
-        "train images as more pairs and pool rows 54.4, as more pairs only (counted 5 times each) 55.3.",
+        "train images as more pairs and pool rows 54.4, as more pairs only (counted 5 times each) 55.3. Lost on "
+        "draw 0 (2026-11-28, second session): the captions' prior block learned from the final transport plan (a "
+        "ridge map from minilm to the plan's average image class vector; alone 47.4 against 34.6 for the cosines "
+        "to the class texts) in place of or mixed with the cosines, 55.0 to 55.6 against 55.4; the plan's scores "
+        "smoothed over each caption's and each image's 4 nearest pool neighbours before the last CCA (weight 0.5 / "
+        "1), 55.0 to 55.5 against 55.3 refitted the same way.",
         "- The prior uses the image encoder's own classifier head, trained on ImageNet labels: no image-text "
         "pair, but not a text-free signal either.",
     ]
