@@ -7,6 +7,7 @@ what it needs (torch, FAISS, matplotlib, ...) when it runs, so ``xmodal --help``
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import shlex
@@ -358,6 +359,14 @@ def fit(
             "(least squares, Procrustes, CCA).",
         ),
     ] = False,
+    bridge: Annotated[
+        bool,
+        typer.Option(
+            "--bridge",
+            help="Keep the training pairs in the model as a bridge: a query's nearest training queries vote for "
+            "their paired items (search and serve use it; two modalities, complete pairs).",
+        ),
+    ] = False,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
@@ -378,9 +387,9 @@ def fit(
     from xmodal.store import is_encoded_split
 
     if is_encoded_split(dataset):
-        if auto or encoder or text_encoder or image_encoder or split != "train":
+        if auto or bridge or encoder or text_encoder or image_encoder or split != "train":
             raise ValueError(
-                f"{dataset} is an encoded split: its encoders and split are fixed, and --auto needs arrays"
+                f"{dataset} is an encoded split: its encoders and split are fixed, and --auto and --bridge need arrays"
             )
         model = _fit_encoded(
             Path(dataset), aligner, modality, engine, address, workers, models, backend, csls_k, updatable
@@ -390,7 +399,7 @@ def fit(
             raise ValueError("--engine ray fits a folder written by `xmodal shard`; encode the split with it first")
         model = _fit_dataset(
             load_dataset(dataset, data), aligner, split, _encoder_options(encoder, text_encoder, image_encoder),
-            modality, cache, models, backend, csls_k, auto, folds, seed, updatable,
+            modality, cache, models, backend, csls_k, auto, folds, seed, updatable, bridge,
         )  # fmt: skip
     for warning in model.about.get("warnings", []):
         Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(warning)}")
@@ -401,15 +410,17 @@ def fit(
     rows = "pairs" if len(model.modalities) == 2 else "rows"
     values = model.about.get("values")
     also = "" if values is None else " and " + ", ".join(f"{n} {m} values" for m, n in values.items())
+    bridged = f" (bridges: {', '.join(model.bridges)})" if model.bridges else ""
     console.print(
-        f"fitted {model.aligner!r} on {model.about['pairs']} {rows}{also} of {', '.join(model.modalities)} -> {path}",
+        f"fitted {model.aligner!r} on {model.about['pairs']} {rows}{also} of {', '.join(model.modalities)}{bridged} "
+        f"-> {path}",
         soft_wrap=True,
     )
 
 
 def _fit_dataset(loaded: Any, aligner: str, split: str, given: dict[str, str], modality: list[str] | None,
                  cache: Path | None, models: Path | None, backend: str, csls_k: int, auto: bool, folds: int,
-                 seed: int, updatable: bool) -> Model:  # fmt: skip
+                 seed: int, updatable: bool, bridge: bool) -> Model:  # fmt: skip
     from xmodal.align.presets import make_aligner
     from xmodal.model import fit_model
     from xmodal.store import EmbeddingStore, choose_encoders
@@ -420,6 +431,7 @@ def _fit_dataset(loaded: Any, aligner: str, split: str, given: dict[str, str], m
     return fit_model(
         loaded, make_aligner(aligner, pair=(first, second)), EmbeddingStore(cache), split=split, encoders=encoders,
         backend=backend, models_dir=models, csls_k=csls_k, auto=auto, folds=folds, seed=seed, updatable=updatable,
+        bridge=bridge,
     )  # fmt: skip
 
 
@@ -501,6 +513,8 @@ def evaluate(
     if is_encoded_split(dataset):
         from xmodal.model import evaluate_encoded
 
+        if model.bridges:
+            raise ValueError(f"{model_file} has a bridge, which the out-of-core evaluation does not apply")
         metrics, name = evaluate_encoded(model, EncodedSplit.open(dataset)), dataset
     else:
         part = load_dataset(dataset, data).split(split)
@@ -574,16 +588,28 @@ def calibrate(
 
 def _evaluate_model(model: Model, part: Any, store: Any, models: Path | None) -> dict[str, float]:
     """Metrics of ``model`` on the dataset split ``part``: ``t2i/...`` and ``i2t/...`` for text
-    and image, else ``Q->G/...`` for every ordered pair of its modalities."""
+    and image (queries through the model's bridges, if any), else ``Q->G/...`` for every
+    ordered pair of its modalities."""
     from xmodal.bench.matrix import MatrixResult, evaluate_pairs
-    from xmodal.evaluate import evaluate_bidirectional
+    from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval
     from xmodal.store import embed_modalities
 
     emb = embed_modalities(part, store, model.build_encoders(models))
-    if set(model.modalities) == {"text", "image"}:
+    options: dict[str, Any] = {"metric": model.metric, "csls_k": model.csls_k}
+    text_image = set(model.modalities) == {"text", "image"}
+    if model.bridges:  # two modalities: each way, the queries through the bridge of that route
+        metrics: dict[str, float] = {}
+        for query, gallery in itertools.permutations(model.modalities):
+            metrics |= evaluate_retrieval(
+                model.transform_queries(emb.arrays[query], query, gallery),
+                model.transform(emb.arrays[gallery], gallery), emb.items[query], emb.items[gallery],
+                prefix=("t2i/" if query == "text" else "i2t/") if text_image else f"{query}->{gallery}/", **options,
+            )  # fmt: skip
+        return metrics
+    if text_image:
         return evaluate_bidirectional(
             model.transform(emb.arrays["text"], "text"), model.transform(emb.arrays["image"], "image"),
-            emb.items["text"], emb.items["image"], metric=model.metric, csls_k=model.csls_k,
+            emb.items["text"], emb.items["image"], **options,
         )  # fmt: skip
     result = MatrixResult("model", 0.0, emb.n_items)
     evaluate_pairs(model.aligner, emb, result, csls_k=model.csls_k, metric=model.metric)

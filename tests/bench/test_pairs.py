@@ -80,9 +80,10 @@ def test_bridge_rows_retrieve_through_the_train_pairs(data_root, cache_dir, monk
     captions far above chance (wiring the votes to the wrong rows would give chance); with
     weight 0 the bridge rows are the plain rows."""
     from xmodal.bench import pairs
+    from xmodal.model import fitting
 
     def run(weight: float) -> dict[tuple[str, int], dict[str, float]]:
-        monkeypatch.setattr(pairs, "BRIDGE", {"t2i": (30.0, weight), "i2t": (30.0, weight)})
+        monkeypatch.setattr(fitting, "BRIDGE", {"t2i": (30.0, weight), "i2t": (30.0, weight)})
         result = pairs.run_flickr8k(
             data_root, aligners=["procrustes-t2i"], limit=100, eval_split="dev", cache_dir=cache_dir,
             progress=False, bridge=True,

@@ -25,9 +25,8 @@ from xmodal.bench.results import machine_description, markdown_table, replace_se
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from xmodal.data import PairedDataset, load_flickr8k
 from xmodal.evaluate import evaluate_bidirectional, evaluate_retrieval
-from xmodal.model import TrainingSet, pair_training_set
+from xmodal.model import TrainingSet, fit_bridges, pair_training_set, route
 from xmodal.model.selection import GRIDS, cross_validate
-from xmodal.retrieval import QueryBridge, group_means
 from xmodal.store import EmbeddingStore, embed_split
 
 METRIC_COLUMNS = ("t2i/R@1", "t2i/R@5", "t2i/R@10", "i2t/R@1", "i2t/R@5", "i2t/R@10", "t2i/medR", "i2t/medR")
@@ -50,7 +49,6 @@ class BenchRow:
 TABLE_COLUMNS = ("aligner", "CSLS", *METRIC_COLUMNS, "fit s")
 # The training set as a bridge, a query rewrite per direction (rows "NAME + bridge"): (beta,
 # weight) chosen on Flickr8k dev (benchmarks/RESULTS.md, section levers).
-BRIDGE = {"t2i": (30.0, 0.2), "i2t": (100.0, 0.1)}
 
 
 @dataclass
@@ -138,7 +136,7 @@ def run_pairs(
     ``efficientnet-lite0-mirror``): trained heads also see every caption paired with each
     view, in the same group as the original (augmentation; evaluation is unchanged). With
     ``bridge``, each aligner also has rows ``NAME + bridge``: the queries rewritten by the train
-    pairs (:class:`~xmodal.retrieval.QueryBridge`, :data:`BRIDGE`; an image votes with the mean
+    pairs (:func:`~xmodal.model.fit_bridges`; an image votes with the mean
     of its captions), then scored as the plain rows are.
     """
     names = list(ALIGNERS) if aligners is None else aligners
@@ -181,8 +179,11 @@ def run_pairs(
             metrics = evaluate_bidirectional(text, image, test.text_items, test.image_items, csls_k=k)
             result.rows.append(BenchRow(name, k, fit_seconds, metrics))
         if bridge and training.present is None:
-            bridges = _bridges(aligner, training)
-            queries = {"t2i": bridges["t2i"].transform(text), "i2t": bridges["i2t"].transform(image)}
+            bridges = fit_bridges(aligner, training)
+            queries = {
+                "t2i": bridges[route("text", "image")].transform(text),
+                "i2t": bridges[route("image", "text")].transform(image),
+            }
             for k in ks:
                 metrics = evaluate_retrieval(
                     queries["t2i"], image, test.text_items, test.image_items, csls_k=k, prefix="t2i/"
@@ -191,19 +192,6 @@ def run_pairs(
     result.seconds["fit+evaluate"] = time.perf_counter() - eval_started
     result.seconds["total"] = time.perf_counter() - started
     return result
-
-
-def _bridges(aligner: Aligner, training: TrainingSet) -> dict[str, QueryBridge]:
-    """:data:`BRIDGE`'s query rewrite of each direction, fitted on the training pairs in the
-    aligner's space: captions vote for their images; images for the mean of their captions."""
-    assert training.groups is not None
-    text = aligner.transform(training.embeddings["text"], "text")
-    image = aligner.transform(training.embeddings["image"], "image")
-    first, captions = group_means(text, training.groups)
-    return {
-        "t2i": QueryBridge(*BRIDGE["t2i"]).fit(text, image),
-        "i2t": QueryBridge(*BRIDGE["i2t"]).fit(image[first], captions),
-    }
 
 
 class _SharedFits:

@@ -11,7 +11,9 @@ One file format for all of them, ``.npz`` without pickle:
 * ``header``: JSON ``{"format", "class", "params", "attributes", ...}``; ``attributes`` holds
   the learned state that is plain JSON (modality names, dimensions); writers may add
   sections of their own (a model's encoders, see :mod:`xmodal.model`);
-* ``state/NAME``: each learned array, ``state/NAME/KEY`` for a dict of arrays.
+* ``state/NAME``: each learned array, ``state/NAME/KEY`` for a dict of arrays;
+* ``extra/NAME``: arrays a writer stores beside the state (a model's bridge, see
+  :mod:`xmodal.model`), read back by :func:`read_extra`.
 
 Aligner files written before this format (``modalities``/``dims`` in the header) still load.
 """
@@ -22,6 +24,7 @@ import hashlib
 import inspect
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -30,6 +33,7 @@ import numpy as np
 from xmodal.core.files import atomic_path
 
 FORMAT = "xmodal-estimator/1"
+EXTRA = "extra/"  # the prefix of the arrays saved beside the state
 E = TypeVar("E", bound="Estimator")
 
 
@@ -91,16 +95,17 @@ class Estimator:
             delattr(self, name)
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path: str | Path, **sections: Any) -> Path:
+    def save(self, path: str | Path, *, extra: Mapping[str, np.ndarray] | None = None, **sections: Any) -> Path:
         """Write the fitted estimator to ``path`` (``.npz`` added if missing), atomically.
 
-        ``sections`` are extra JSON entries of the header (read back by :func:`read_header`).
+        ``sections`` are extra JSON entries of the header (read back by :func:`read_header`);
+        ``extra`` are arrays stored beside the estimator's state (read back by :func:`read_extra`).
         """
         self._check_fitted()
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz")
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {f"{EXTRA}{name}": np.asarray(value) for name, value in (extra or {}).items()}
         attributes: dict[str, Any] = {}
         for name, value in self._learned().items():
             if isinstance(value, (np.ndarray, np.generic)):
@@ -118,7 +123,7 @@ class Estimator:
     @classmethod
     def load(cls: type[E], path: str | Path) -> E:
         """Read an estimator written by :meth:`save`; it must be a ``cls`` (or a subclass)."""
-        header, arrays = _read(Path(path))
+        header, arrays, _ = _read(Path(path))
         found = Estimator._registry.get(str(header.get("class")))
         if found is None:
             raise ValueError(f"{path}: unknown class {header.get('class')!r}")
@@ -153,8 +158,13 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return _read(Path(path), arrays=False)[0]
 
 
-def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(header, learned arrays by attribute)`` of a file, legacy layouts converted."""
+def read_extra(path: str | Path) -> dict[str, np.ndarray]:
+    """The ``extra`` arrays an estimator file was saved with (:meth:`Estimator.save`), checked."""
+    return _read(Path(path))[2]
+
+
+def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """``(header, learned arrays by attribute, extra arrays)`` of a file, legacy layouts converted."""
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
     invalid = f"{path} is not a valid xmodal file (an .npz written by xmodal)"
@@ -181,10 +191,11 @@ def _read(path: Path, arrays: bool = True) -> tuple[dict[str, Any], dict[str, An
         legacy = {"modalities": "modalities_", "dims": "dims_"}
         header["attributes"] = {new: header.pop(old) for old, new in legacy.items() if old in header}
     state: dict[str, Any] = {}
+    extra = {key.removeprefix(EXTRA): flat.pop(key) for key in [k for k in flat if k.startswith(EXTRA)]}
     for key, value in flat.items():
         name, _, sub = key.removeprefix("state/").partition("/")
         if sub:
             state.setdefault(name, {})[sub] = value
         else:
             state[name] = value
-    return header, state
+    return header, state, extra

@@ -2,8 +2,10 @@
 
 A model is a fitted aligner plus what it takes to use it again: the encoder of each modality
 (registry name, cache key, input dimension), the encoder backend, and the scoring settings
-(similarity metric and CSLS neighbourhood). It is one ``.npz`` file, the aligner's own
-(:meth:`~xmodal.core.estimator.Estimator.save`) with a ``model`` section in its header, so
+(similarity metric and CSLS neighbourhood), and optionally the training pairs as a bridge
+for queries (:class:`~xmodal.retrieval.QueryBridge` by route, ``xmodal fit --bridge``). It is
+one ``.npz`` file, the aligner's own (:meth:`~xmodal.core.estimator.Estimator.save`) with a
+``model`` section in its header and the bridges' arrays beside the aligner's state, so
 ``Aligner.load`` still reads the aligner from it and an aligner file written before models
 existed still loads as a model whose encoders are given by the caller.
 
@@ -20,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import xmodal
 from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_ENCODERS, DEFAULT_METRIC
-from xmodal.core.estimator import read_header
+from xmodal.core.estimator import read_extra, read_header
 from xmodal.encoders import Encoder, get_encoder
 from xmodal.retrieval.calibration import Calibrator
+from xmodal.retrieval.rerank import QueryBridge
 from xmodal.retrieval.similarity import SIMILARITIES
 
 FORMAT = "xmodal-model/1"
@@ -57,6 +62,7 @@ class Model:
     about: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the file it was loaded from
     calibration: dict[str, Calibrator] = field(default_factory=dict)  # by :func:`route`
+    bridges: dict[str, QueryBridge] = field(default_factory=dict)  # by :func:`route`
 
     def __post_init__(self) -> None:
         if self.metric not in SIMILARITIES:
@@ -99,6 +105,13 @@ class Model:
         """``x`` (embeddings of ``modality``'s encoder) in the shared space."""
         return self.aligner.transform(x, modality)
 
+    def transform_queries(self, x: Any, modality: str, gallery: str) -> Any:
+        """``x`` in the shared space as queries of a ``gallery`` modality: rewritten by the
+        model's bridge of that route, when it has one."""
+        shared = self.aligner.transform(x, modality)
+        bridge = self.bridges.get(route(modality, gallery))
+        return shared if bridge is None else bridge.transform(shared)
+
     def header(self) -> dict[str, Any]:
         """The ``model`` section of the file."""
         section = {
@@ -110,13 +123,15 @@ class Model:
         }
         if self.calibration:
             section["calibration"] = {key: c.to_json() for key, c in self.calibration.items()}
+        if self.bridges:
+            section["bridges"] = {key: b.get_params() for key, b in self.bridges.items()}
         return section
 
     def save(self, path: str | Path) -> Path:
         """Write the model (one ``.npz`` file, atomically); returns its path."""
         section = self.header()
         section["about"] = {**self.about, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), "xmodal": xmodal.__version__}
-        return self.aligner.save(path, model=section)
+        return self.aligner.save(path, extra=_bridge_arrays(self.bridges), model=section)
 
     @classmethod
     def load(
@@ -174,7 +189,9 @@ class Model:
             try:
                 calibration = section.get("calibration", {})
                 settings["calibration"] = {str(key): Calibrator.from_json(c) for key, c in calibration.items()}
-            except (AttributeError, ValueError) as error:
+                if section.get("bridges"):
+                    settings["bridges"] = _read_bridges(section["bridges"], read_extra(path))
+            except (AttributeError, KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{path}: {error}") from None
         if csls_k is not None:
             settings["csls_k"] = csls_k
@@ -182,6 +199,30 @@ class Model:
 
     def _source(self) -> str:
         return str(self.path) if self.path is not None else "the model"
+
+
+def _bridge_arrays(bridges: Mapping[str, QueryBridge]) -> dict[str, np.ndarray]:
+    """The arrays of each bridge, in order: its bank, and its votes stored once each (an image
+    votes for every one of its captions) with the row of each bank entry's vote."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, bridge in enumerate(bridges.values()):
+        votes, rows = np.unique(bridge.votes_, axis=0, return_inverse=True)
+        arrays |= {f"bridge{i}/bank": bridge.bank_, f"bridge{i}/votes": votes, f"bridge{i}/rows": rows.ravel()}
+    return arrays
+
+
+def _read_bridges(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, QueryBridge]:
+    """The bridges of a model file: ``params`` by route (its header), arrays by :func:`_bridge_arrays`."""
+    bridges = {}
+    for i, (key, settings) in enumerate(params.items()):
+        names = [f"bridge{i}/{part}" for part in ("bank", "votes", "rows")]
+        if missing := [name for name in names if name not in arrays]:
+            raise ValueError(f"the bridge of {key} lacks its arrays ({', '.join(missing)})")
+        votes, rows = arrays[names[1]], arrays[names[2]]
+        if rows.ndim != 1 or (rows.size and not 0 <= rows.min() <= rows.max() < len(votes)):
+            raise ValueError(f"the bridge of {key} is corrupt: its vote rows point outside its {len(votes)} votes")
+        bridges[str(key)] = QueryBridge(**settings).fit(arrays[names[0]], votes[rows])
+    return bridges
 
 
 def route(query: str, gallery: str, csls: bool = False) -> str:

@@ -10,6 +10,7 @@ those, so none is encoded for them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,9 @@ from xmodal.align import Aligner
 from xmodal.core.config import DEFAULT_BACKEND, DEFAULT_CSLS_K, DEFAULT_METRIC
 from xmodal.data import PairedDataset
 from xmodal.encoders import Encoder
-from xmodal.model.artifact import Model
+from xmodal.model.artifact import Model, route
 from xmodal.model.selection import DEFAULT_FOLDS, cross_validate, small_data_warning
+from xmodal.retrieval.rerank import BRIDGE, QueryBridge, group_means
 from xmodal.store import (
     EmbeddingStore,
     EncoderLike,
@@ -189,6 +191,7 @@ def fit_model(
     seed: int = 0,
     progress: bool = True,
     updatable: bool = False,
+    bridge: bool = False,
 ) -> Model:
     """Fit ``aligner`` on the modalities named by ``encoders`` (``{modality: encoder}``) of
     ``split``; the model records the encoders, the scoring settings and where it was fitted.
@@ -201,8 +204,11 @@ def fit_model(
     model's ``about["auto"]``. Fewer than 10 items are refused; items fewer than the embedding
     dimension give a warning in ``about["warnings"]``. ``updatable`` (a closed-form aligner
     fitted from additive statistics) keeps the statistics in the model, so that
-    :func:`update_model` can add pairs later without the old ones.
+    :func:`update_model` can add pairs later without the old ones. ``bridge`` keeps the
+    training pairs in the model as a bridge for queries (:func:`fit_bridges`).
     """
+    if bridge and updatable:
+        raise ValueError("a bridge holds the training pairs as fitted: it cannot go with --updatable")
     if auto and aligner.iterative:
         raise ValueError("--auto chooses the regularisation of closed-form aligners; trained heads stop early instead")
     if updatable and not aligner.statistical:
@@ -244,7 +250,45 @@ def fit_model(
         about["warnings"] = [warning]
     if selection is not None:
         about["auto"] = selection.to_json()
-    return Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
+    model = Model.from_encoders(aligner, built, backend=backend, metric=metric, csls_k=csls_k, about=about)
+    if bridge:
+        model.bridges = fit_bridges(aligner, training)
+    return model
+
+
+def fit_bridges(aligner: Aligner, training: TrainingSet) -> dict[str, QueryBridge]:
+    """The training pairs as a bridge for queries of each of the two modalities
+    (:class:`~xmodal.retrieval.QueryBridge`, keyed by :func:`~xmodal.model.route`), in the
+    space of ``aligner`` (fitted on ``training``): each training value of the query modality
+    votes with the mean of its item's values of the other (a caption with its image, an image
+    with the mean of its captions); a modality with one value per item (an image repeated for
+    each of its captions) counts it once. Settings: :data:`~xmodal.retrieval.rerank.BRIDGE`'s
+    ``"t2i"`` for queries of a modality with several values per item (captions), ``"i2t"`` for
+    one with a single value."""
+    if len(training.embeddings) != 2 or training.present is not None or training.groups is None:
+        missing = " with missing values" if training.present is not None else ""
+        raise ValueError(
+            "a bridge needs the complete pairs of two modalities and the item of each pair "
+            f"(got {', '.join(training.embeddings)}{missing})"
+        )
+    shared = {m: aligner.transform(x, m) for m, x in training.embeddings.items()}
+    item = np.unique(training.groups, return_inverse=True)[1].ravel()
+    n_items = int(item.max()) + 1
+    means = {m: group_means(x, training.groups)[1] for m, x in shared.items()}
+    bridges = {}
+    for query, other in itertools.permutations(shared):
+        rows = _distinct_rows(shared[query], item)
+        several = len(rows) > n_items
+        rows = np.arange(len(item)) if several else rows
+        beta, weight = BRIDGE["t2i" if several else "i2t"]
+        bridges[route(query, other)] = QueryBridge(beta, weight).fit(shared[query][rows], means[other][item[rows]])
+    return bridges
+
+
+def _distinct_rows(x: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` that are the first of their (item, value), in order."""
+    keyed = np.column_stack([item.astype(np.float64), x.astype(np.float64)])
+    return np.sort(np.unique(keyed, axis=0, return_index=True)[1])
 
 
 def update_model(

@@ -3,7 +3,8 @@ model's modalities (a text, an image or audio file, a vector in a file), alone o
 the scoring code of :mod:`xmodal.retrieval`.
 
 Queries are encoded by the encoders the model was fitted on (rebuilt by name, refused if
-their cache key changed), mapped into the shared space, and scored by cosine against the
+their cache key changed), mapped into the shared space (and rewritten by the model's bridge
+to the gallery's modality, when it was fitted with one), and scored by cosine against the
 gallery rows, or by CSLS (:mod:`xmodal.core.csls`) against the gallery's captions as
 the reference queries. Over an ANN index, CSLS and score fusion re-score the top
 :data:`RERANK_DEPTH` cosine candidates.
@@ -168,7 +169,7 @@ class Searcher:
         reference = None
         if captions and self.storage.gallery_kind != "text" and caption_modality is not None:
             text = store.embed(self.encoders[caption_modality], captions, label="index/captions", progress=progress)
-            reference = self._to_shared(text, caption_modality)
+            reference = self._queries_to_shared(text, caption_modality)
         with self._lock:
             self.storage.append(items, rows, reference)
             self._hubness = None
@@ -269,6 +270,12 @@ class Searcher:
     def _to_shared(self, embeddings: np.ndarray, modality: str) -> np.ndarray:
         return np.ascontiguousarray(unit_rows(self.model.transform(embeddings, modality)), dtype=np.float32)
 
+    def _queries_to_shared(self, embeddings: np.ndarray, modality: str) -> np.ndarray:
+        """Queries of ``modality`` in the shared space, through the model's bridge to the
+        gallery's modality when it has one."""
+        shared = self.model.transform_queries(embeddings, modality, self.storage.modality)
+        return np.ascontiguousarray(unit_rows(shared), dtype=np.float32)
+
     def _query_values(
         self, shortcuts: Mapping[str, str | Path | None], queries: Mapping[str, str | Path] | None
     ) -> dict[str, str]:
@@ -309,7 +316,7 @@ class Searcher:
         """``values`` of ``modality`` encoded in one batch, in the shared space."""
         with self._encoding[modality]:
             encoded = self.encoders[modality].encode(values)
-        return self._to_shared(encoded, modality)
+        return self._queries_to_shared(encoded, modality)
 
     def _check_csls(self, parts: dict[str, np.ndarray]) -> None:
         if not self.storage.reference.size:

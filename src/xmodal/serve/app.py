@@ -114,6 +114,7 @@ class Health(BaseModel):
     encoders: dict[str, str]
     aligner: str
     calibrated: list[str]  # the routes whose results carry a probability ("text->image", ...)
+    bridged: list[str]  # the routes whose queries go through the model's bridge (xmodal fit --bridge)
     version: str
 
 
@@ -311,6 +312,7 @@ def create_app(
             encoders={m: e.name for m, e in index.encoders.items()},
             aligner=type(index.model.aligner).__name__,
             calibrated=list(index.model.calibration),
+            bridged=list(index.model.bridges),
             version=xmodal.__version__,
         )
 
