@@ -73,7 +73,13 @@ def test_sharded_fits_refuse_what_they_cannot_do(tmp_path, xmodal):
         assert result.exit_code == 2, result.output
         return " ".join(result.output.split())
 
-    assert "--auto needs arrays" in error("fit", tmp_path / "enc", "--auto", *out)
+    assert "--auto and --bridge need arrays" in error("fit", tmp_path / "enc", "--auto", *out)
+    assert "--auto and --bridge need arrays" in error("fit", tmp_path / "enc", "--bridge", *out)
+    bridged = tmp_path / "bridged.npz"
+    assert xmodal("fit", data, "--aligner", "procrustes-t2i", "--bridge", "--out", bridged).exit_code == 0
+    assert "has a bridge, which the out-of-core evaluation does not apply" in error(
+        "eval", tmp_path / "enc", "--model", bridged
+    )
     assert "HeadAligner is not fitted from statistics" in error(
         "fit", tmp_path / "enc", "--aligner", "head-linear", *out
     )
