@@ -47,8 +47,6 @@ class BenchRow:
 
 
 TABLE_COLUMNS = ("aligner", "CSLS", *METRIC_COLUMNS, "fit s")
-# The training set as a bridge, a query rewrite per direction (rows "NAME + bridge"): (beta,
-# weight) chosen on Flickr8k dev (benchmarks/RESULTS.md, section levers).
 
 
 @dataclass

@@ -283,7 +283,8 @@ class Bridge(Estimator):
         return bridge(scores, voted, self.gallery_, self.weight)
 
 
-BRIDGE = {"t2i": (30.0, 0.2), "i2t": (100.0, 0.1)}  # (beta, weight) by direction, chosen on Flickr8k dev
+# (beta, weight) by direction, chosen on Flickr8k dev (benchmarks/RESULTS.md, section levers)
+BRIDGE = {"t2i": (30.0, 0.2), "i2t": (100.0, 0.1)}
 
 
 class QueryBridge(Estimator):
@@ -293,7 +294,7 @@ class QueryBridge(Estimator):
     space, which any search of that space then takes (CSLS, an index). :data:`BRIDGE` holds
     the settings chosen on Flickr8k dev for text queries (``"t2i"``) and image ones."""
 
-    def __init__(self, beta: float = 30.0, weight: float = 0.2, neighbours: int = 50) -> None:
+    def __init__(self, beta: float = BRIDGE["t2i"][0], weight: float = BRIDGE["t2i"][1], neighbours: int = 50) -> None:
         self.beta = beta
         self.weight = weight
         self.neighbours = neighbours
