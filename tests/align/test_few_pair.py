@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xmodal.align import Aligner, ProcrustesAligner
-from xmodal.align.few_pair import SelfTrainingAligner, _mutual_pairs
+from xmodal.align.few_pair import SelfTrainingAligner, _draw, _mutual_pairs
 from xmodal.core.arrays import unit_rows
 from xmodal.evaluate import evaluate_bidirectional
 
@@ -62,6 +62,26 @@ def test_pseudo_pairs_are_mutual_nearest_neighbours():
     assert texts.tolist() == [0, 2] and images.tolist() == [0, 1]
 
 
+def test_draw_picks_columns_with_the_plans_probabilities():
+    plan = np.array([[0.0, 0.3, 0.1], [0.2, 0.0, 0.0]])
+    picks = np.stack([_draw(plan, np.random.default_rng(seed)) for seed in range(4000)])
+    assert set(picks[:, 1]) == {0}  # a row with one non-zero entry
+    assert set(picks[:, 0]) == {1, 2} and np.mean(picks[:, 0] == 1) == pytest.approx(0.75, abs=0.03)
+
+
+def test_contrastive_epochs_move_the_maps_and_keep_the_planted_map():
+    """Step 5 changes the CCA's projections (and only them) and the map still holds."""
+    fit, present, test = _planted(seed=2)
+    settings = {"n_components": 30, "pca_components": 30, "seed": 1}
+    closed = SelfTrainingAligner(head_epochs=0, **settings).fit(fit, present=present)
+    trained = SelfTrainingAligner(head_epochs=3, replan=2, **settings).fit(fit, present=present)
+    for m in ("text", "image"):
+        assert np.array_equal(closed.mean_[m], trained.mean_[m])
+        assert not np.allclose(closed.projection_[m], trained.projection_[m])
+        assert trained.projection_[m].dtype == closed.projection_[m].dtype
+    assert _r1(trained, test) >= 99
+
+
 def test_fitting_is_deterministic_and_saves_without_pickle(tmp_path):
     fit, present, test = _planted(seed=1)
     aligner = SelfTrainingAligner(n_components=20, pca_components=30, pool=400, seed=3).fit(fit, present=present)
@@ -89,6 +109,10 @@ def test_bad_settings_are_refused_clearly():
         SelfTrainingAligner(prior_space="pixels").fit(fit, present=present)
     with pytest.raises(ValueError, match="image_temperature and text_temperature must be positive, got 0.5 and 0"):
         SelfTrainingAligner(text_temperature=0).fit(fit, present=present)
+    with pytest.raises(ValueError, match="head_epochs must be an integer of at least 0, replan at least 1"):
+        SelfTrainingAligner(replan=0).fit(fit, present=present)
+    with pytest.raises(ValueError, match=r"head_temperature in \(0, 1\], got 0.001 and 2"):
+        SelfTrainingAligner(head_temperature=2).fit(fit, present=present)
     with pytest.raises(ValueError, match="imagenet_prior takes the model's encoders"):
         SelfTrainingAligner(imagenet_prior=True).fit(fit, present=present)
 

@@ -85,6 +85,22 @@ def test_train_monitors_first_and_clamps_the_temperature():
     assert module.w.item() == 0.0 and scale.item() == pytest.approx(LOGIT_SCALE_MAX)
 
 
+def test_train_without_a_monitor_runs_every_epoch_and_keeps_the_last_weights():
+    module = _Line()
+    optimiser = torch.optim.SGD(module.parameters(), lr=1.0)
+    history = train(
+        module, optimiser, lambda rows: -module.w.sum() * len(rows) / 4, None, rows_by_group(None, 4),
+        np.random.default_rng(0), epochs=5, batch_size=4, patience=1,
+    )  # fmt: skip
+    assert len(history.losses) == 5 and all(math.isnan(x) for x in history.losses) and history.best == 4
+    assert module.w.item() == 5.0
+    with pytest.raises(ValueError, match="monitor_first needs a monitor"):
+        train(
+            module, optimiser, lambda rows: module.w.sum(), None, rows_by_group(None, 4), np.random.default_rng(0),
+            epochs=1, batch_size=4, patience=1, monitor_first=True,
+        )  # fmt: skip
+
+
 def test_seeded_fixes_torch_and_numpy():
     first = (seeded(3).integers(1000, size=3), torch.rand(2))
     second = (seeded(3).integers(1000, size=3), torch.rand(2))

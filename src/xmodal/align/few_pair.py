@@ -38,13 +38,18 @@ scores of every step as a second block of the shared space (centred, unit rows),
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from xmodal.align import linalg
+from xmodal.align import linalg, training
 from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner
+from xmodal.align.losses import symmetric_info_nce
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
 from xmodal.core.csls import csls, top_k_mean
@@ -87,6 +92,11 @@ class SelfTrainingAligner(Aligner):
         cca_rounds: int = 4,
         transport: float = 0.03,
         pair_weight: int = 10,
+        head_epochs: int = 8,
+        head_lr: float = 1e-3,
+        head_temperature: float = 0.1,
+        replan: int = 4,
+        batch_size: int = 512,
         prior_image: str | None = None,
         prior_text: str | None = None,
         prior_modality: str = "image",
@@ -108,6 +118,11 @@ class SelfTrainingAligner(Aligner):
         self.cca_rounds = cca_rounds
         self.transport = transport
         self.pair_weight = pair_weight
+        self.head_epochs = head_epochs
+        self.head_lr = head_lr
+        self.head_temperature = head_temperature
+        self.replan = replan
+        self.batch_size = batch_size
         self.prior_image = prior_image
         self.prior_text = prior_text
         self.prior_modality = prior_modality
@@ -148,6 +163,18 @@ class SelfTrainingAligner(Aligner):
                 f"pair_weight must be a positive integer and cca_rounds at least 0, got {self.pair_weight!r} and "
                 f"{self.cca_rounds!r}"
             )
+        if not (
+            isinstance(self.head_epochs, int) and self.head_epochs >= 0 and self.replan >= 1 and self.batch_size >= 2
+        ):
+            raise ValueError(
+                f"head_epochs must be an integer of at least 0, replan at least 1 and batch_size at least 2, got "
+                f"{self.head_epochs!r}, {self.replan!r} and {self.batch_size!r}"
+            )
+        if not (self.head_lr > 0 and 0 < self.head_temperature <= 1):
+            raise ValueError(
+                f"head_lr must be positive and head_temperature in (0, 1], got {self.head_lr!r} and "
+                f"{self.head_temperature!r}"
+            )
         if not self.transport > 0:
             raise ValueError(f"transport (the plan's temperature) must be positive, got {self.transport!r}")
         if not (self.image_temperature > 0 and self.text_temperature > 0):
@@ -187,17 +214,71 @@ class SelfTrainingAligner(Aligner):
         pseudo = Statistics.from_arrays({m: pools[m][rows[m]] for m in (text, image)})
         for cca_round in range(self.cca_rounds + 1):
             if cca_round:  # soft pairs from the transport plan in the space of the last CCA
-                joined = {m: self._joined(self._shared(pools[m], m), priors[m]) for m in (text, image)}
-                plan = linalg.sinkhorn(joined[text] @ joined[image].T, self.transport)
-                del joined
+                plan = self._plan(pools, priors, text, image)
                 pseudo = Statistics.from_plan({m: pools[m] for m in (text, image)}, plan, len(pools[text]))
                 del plan
             cca = CCAAligner(width, reg=1.0, weight_power=0.5, normalize=False)
             cca.fit_statistics(labelled + pseudo)
             self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
             self.mean_ = dict(cca.mean_)
+        if self.head_epochs:
+            in_pool = {m: (np.cumsum(present[m]) - 1)[paired] for m in (text, image)}
+            self._train_maps(pools, priors, in_pool, text, image)
         self.pairs_ = int(paired.sum())
         self.pseudo_pairs_ = len(rows[text])
+
+    def _plan(
+        self, pools: dict[str, np.ndarray], priors: dict[str, np.ndarray | None], text: str, image: str
+    ) -> np.ndarray:
+        """The entropic transport plan between the two pools in the current final space."""
+        joined = {m: self._joined(self._shared(pools[m], m), priors[m]) for m in (text, image)}
+        return linalg.sinkhorn(joined[text] @ joined[image].T, self.transport)
+
+    def _train_maps(
+        self,
+        pools: dict[str, np.ndarray],
+        priors: dict[str, np.ndarray | None],
+        pairs: dict[str, np.ndarray],
+        text: str,
+        image: str,
+    ) -> None:
+        """Step 5: the linear maps trained contrastively on pairs drawn from transport plans
+        (``pairs``: the labelled pairs' rows in each pool)."""
+        rng = training.seeded(self.seed)
+        sides = (text, image)
+        dtype = {m: self.projection_[m].dtype for m in sides}
+        maps = nn.ParameterList(nn.Parameter(torch.tensor(self.projection_[m], dtype=torch.float32)) for m in sides)
+        rows = {m: torch.tensor(pools[m] - self.mean_[m], dtype=torch.float32) for m in sides}
+        prior = {m: None if priors[m] is None else torch.tensor(priors[m], dtype=torch.float32) for m in sides}
+        scale = torch.tensor(math.log(1.0 / self.head_temperature))
+        n_texts, n_pairs = len(pools[text]), len(pairs[text])
+        group_rows = training.rows_by_group(None, n_texts + self.pair_weight * n_pairs)
+
+        def joined(side: int, picked: np.ndarray) -> torch.Tensor:
+            m = sides[side]
+            shared = F.normalize(rows[m][picked] @ maps[side], dim=1)
+            block = prior[m]
+            if block is None:
+                return shared
+            return torch.cat([shared, self.prior_weight * block[picked]], 1) / math.hypot(1.0, self.prior_weight)
+
+        def batch_loss(batch: np.ndarray) -> torch.Tensor:
+            labelled = batch >= n_texts
+            k = (batch[labelled] - n_texts) % n_pairs
+            texts, images = batch.copy(), np.empty_like(batch)
+            texts[labelled], images[labelled] = pairs[text][k], pairs[image][k]
+            images[~labelled] = _draw(plan[batch[~labelled]], rng)
+            return symmetric_info_nce(joined(0, texts), joined(1, images), scale)
+
+        optimiser = torch.optim.Adam(maps.parameters(), lr=self.head_lr)
+        for start in range(0, self.head_epochs, self.replan):
+            plan = self._plan(pools, priors, text, image)
+            epochs = min(self.replan, self.head_epochs - start)
+            training.train(
+                maps, optimiser, batch_loss, None, group_rows, rng, epochs=epochs, batch_size=self.batch_size,
+                patience=epochs,
+            )  # fmt: skip
+            self.projection_ = {m: maps[i].detach().numpy().astype(dtype[m]) for i, m in enumerate(sides)}
 
     def _transform(self, x: np.ndarray, modality: str) -> np.ndarray:
         prior = None if self.prior_image is None else self.prior_block(x, modality)
@@ -282,6 +363,14 @@ def _mutual_pairs(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best_image, best_text = scores.argmax(0), scores.argmax(1)
     texts = np.flatnonzero(best_text[best_image] == np.arange(scores.shape[1]))
     return texts, best_image[texts]
+
+
+def _draw(plan_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One column per row of a (non-negative) plan, drawn with probability proportional to
+    the row's entries."""
+    cumulative = np.cumsum(plan_rows, axis=1, dtype=np.float64)
+    target = rng.random(len(plan_rows)) * cumulative[:, -1]
+    return np.minimum((cumulative < target[:, None]).sum(1), plan_rows.shape[1] - 1)
 
 
 def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

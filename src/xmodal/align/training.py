@@ -109,7 +109,7 @@ def train(
     module: nn.Module,
     optimiser: torch.optim.Optimizer,
     batch_loss: Callable[[np.ndarray], torch.Tensor],
-    monitor: Callable[[np.ndarray | None], torch.Tensor | float],
+    monitor: Callable[[np.ndarray | None], torch.Tensor | float] | None,
     group_rows: list[np.ndarray],
     rng: np.random.Generator,
     *,
@@ -130,9 +130,12 @@ def train(
     ``monitor(epoch rows)`` is measured in eval mode without gradients; the weights with the
     lowest value so far are kept (:class:`EarlyStopping`, ``patience`` epochs). With
     ``monitor_first`` the untrained module is measured first (``monitor(None)``) and kept
-    unless an epoch beats it. ``keep`` selects the ``state_dict`` entries to snapshot
+    unless an epoch beats it. Without a ``monitor`` every epoch runs and the last weights are
+    kept (the losses are NaN). ``keep`` selects the ``state_dict`` entries to snapshot
     (default: all), e.g. only the tuned layers of a large model.
     """
+    if monitor is None and monitor_first:
+        raise ValueError("monitor_first needs a monitor")
     stopping = EarlyStopping(patience)
     losses: list[float] = []
 
@@ -140,6 +143,8 @@ def train(
         return {k: v.detach().clone() for k, v in module.state_dict().items() if keep is None or keep(k)}
 
     def measure(rows: np.ndarray | None) -> float:
+        if monitor is None:
+            return math.nan
         module.eval()
         with torch.no_grad():
             return float(monitor(rows))
@@ -172,7 +177,7 @@ def train(
             if progress:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         losses.append(measure(rows))
-        if stopping.step(losses[-1]):
+        if monitor is None or stopping.step(losses[-1]):
             best, best_epoch = snapshot(), len(losses) - 1
         elif stopping.stop:
             break
