@@ -1,10 +1,11 @@
 """Re-ranking and hubness levers beyond CSLS (issue 16): query-bank normalisation (inverted
-softmax, dual softmax, QB-Norm), k-reciprocal consensus and the training set as a bridge
-(:mod:`xmodal.retrieval.rerank`), as an ablation on Flickr8k.
+softmax, dual softmax, QB-Norm), Sinkhorn balancing, k-reciprocal consensus and the training set
+as a bridge (:mod:`xmodal.retrieval.rerank`), as an ablation on Flickr8k.
 
 ``cca-256-weighted`` is fitted on the 30,000 train pairs. Every bank (the training queries that
 normalise a gallery column, or CSLS's reference when it is not the test queries) and every
-bridge pair comes from the train split, mapped by the same aligner. Each lever's
+bridge pair comes from the train split, mapped by the same aligner, except in the rows that say
+they are transductive (the evaluated queries as the bank, like the headline's CSLS reference). Each lever's
 hyper-parameters are chosen per direction on the dev split (1k images, 5,000 captions) by
 R@1 + R@5 + R@10, from a small grid; the 1k test split is then scored once per lever with
 the chosen values.
@@ -31,7 +32,7 @@ from xmodal.bench.results import markdown_table, write_section
 from xmodal.core.arrays import unit_rows
 from xmodal.data import load_flickr8k
 from xmodal.evaluate import evaluate_retrieval
-from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, Scorer, group_means
+from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, Scorer, SinkhornNormaliser, group_means
 from xmodal.retrieval.rerank import bridge_votes, expand_queries
 from xmodal.store import EmbeddingStore, SplitEmbeddings, embed_split
 
@@ -40,6 +41,7 @@ NONE, HEADLINE = "none (cosine)", f"CSLS k={HEADLINE_K}, test queries as referen
 DIRECTIONS = ("t2i", "i2t")
 RECALLS = ("R@1", "R@5", "R@10")
 BRIDGE_GRID = {"beta": (10.0, 30.0, 100.0), "weight": (0.1, 0.2, 0.3)}
+SINKHORN_GRID = {"epsilon": (0.03, 0.05, 0.07, 0.1)}
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,10 @@ LEVERS = [
     Lever("inverted softmax (train bank)", grid(beta=(5.0, 10.0, 20.0)), bank_normaliser("inverted-softmax")),
     Lever("dual softmax (train bank)", grid(beta=(10.0, 20.0, 40.0, 80.0)), bank_normaliser("dual-softmax")),
     Lever("QB-Norm, dynamic inverted softmax (train bank)", grid(beta=(5.0, 10.0, 20.0)), bank_normaliser("qb-norm")),
+    Lever("Sinkhorn balancing (train bank)", grid(**SINKHORN_GRID),
+          lambda d, p: {"rerank": SinkhornNormaliser(p["epsilon"]).fit(Scorer(d.bank, d.gallery))}),
+    Lever("Sinkhorn balancing, test queries as bank (transductive)", grid(**SINKHORN_GRID),
+          lambda d, p: {"rerank": SinkhornNormaliser(p["epsilon"]).fit(Scorer(d.queries, d.gallery))}),
     Lever("k-reciprocal (shared space)", grid(k=(5, 10, 20), weight=(0.05, 0.1, 0.2)),
           lambda d, p: {"rerank": KReciprocal(p["k"], p["weight"]).fit(d.gallery)}),
     Lever("bridge: paired train items vote (shared space)", grid(**BRIDGE_GRID), bridged(0, "paired, shared space")),
@@ -255,6 +261,16 @@ NOTES = [
     "- The lever that adds: the bridge as a query rewrite before CSLS, for t2i: test R@1/5/10 +0.9/+1.8/+1.5 "
     "(minilm), +0.7/+1.2/+1.3 (minilm-lit), the same sign on dev. For i2t it is noise (+0.4, -0.2 on test). "
     "k-reciprocal consensus and the expansion through training queries add nothing.",
+    "- Sinkhorn balancing (`SinkhornNormaliser`, 2026-11-28): each query ranks the gallery by `s / epsilon + g`, "
+    "`g` the column potentials of the entropic transport plan between a bank of queries and the gallery (uniform "
+    "masses): the inverted softmax balanced to convergence. With a train bank (deployable, one query at a time) it "
+    "is the best bank normaliser and ties CSLS for t2i (test R@1+5+10 148.0 against the headline's 148.0, minilm; "
+    "159.3 against 160.1, minilm-lit) but not for i2t (-3.1, -1.9). With the evaluated queries as the bank "
+    "(transductive) it beats the headline on both encoders and both splits: test +2.9 / +7.0 (R@10 68.9 / 76.6 "
+    "against 68.0 / 74.5, minilm), +2.0 / +7.8 (72.8 / 79.5 against 72.4 / 77.3, minilm-lit). Uniform masses "
+    "match what this protocol knows about its gallery (every test image has 5 captions, every caption one image), "
+    "so that row uses more than CSLS's reference does; it is reported, not made the headline, and not set against "
+    "CLIP's figures, which rank one query at a time.",
 ]
 
 

@@ -4,8 +4,19 @@ on known answers (a planted hub, an exact training duplicate, hand-made neighbou
 import numpy as np
 import pytest
 
+from xmodal.align import linalg
 from xmodal.core.estimator import NotFittedError
-from xmodal.retrieval import BankNormaliser, Bridge, KReciprocal, QueryBridge, Reranked, Scorer, group_means, pairwise
+from xmodal.retrieval import (
+    BankNormaliser,
+    Bridge,
+    KReciprocal,
+    QueryBridge,
+    Reranked,
+    Scorer,
+    SinkhornNormaliser,
+    group_means,
+    pairwise,
+)
 from xmodal.retrieval.rerank import (
     bridge,
     bridge_votes,
@@ -108,6 +119,33 @@ def test_bank_normaliser_checks():
         inverted_softmax(np.zeros((3, 4)), np.zeros(5), 1.0)
     with pytest.raises(ValueError, match=r"activated must be a bool array of shape \(4,\)"):
         dynamic_inverted_softmax(np.zeros((3, 4)), np.zeros(4), np.zeros(4), 1.0)
+
+
+def test_sinkhorn_potentials_order_each_row_like_the_plan():
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(-1, 1, size=(30, 12))
+    plan = linalg.sinkhorn(scores, 0.1, iterations=200)
+    g = linalg.sinkhorn_column_potentials(scores, 0.1, iterations=200)
+    gap = np.log(plan.astype(np.float64)) - (scores / 0.1 + g)
+    np.testing.assert_allclose(gap, gap[:, :1].repeat(12, axis=1), atol=1e-3)  # a constant per row
+
+
+def test_sinkhorn_with_the_queries_as_bank_matches_them_one_to_one(tmp_path):
+    """Every query's nearest gallery item is the hub: balancing the queries against the
+    gallery gives each query its own item back; the rerank saves and loads."""
+    queries, gallery, _ = hub_world()
+    plain = pairwise(queries[:6], gallery[:7])
+    assert (plain.argmax(1) == 6).all()
+    rerank = SinkhornNormaliser(epsilon=0.05).fit(Scorer(queries[:6], gallery[:7], chunk_size=4))
+    assert rerank.potential_[6] < rerank.potential_[:6].min()  # the hub is pushed down
+    reranked = collect(Reranked(Scorer(queries[:6], gallery[:7]), queries[:6], rerank))
+    np.testing.assert_array_equal(reranked.argmax(1), np.arange(6))
+    loaded = SinkhornNormaliser.load(rerank.save(tmp_path / "sinkhorn.npz"))
+    np.testing.assert_array_equal(loaded(queries[:6], plain), rerank(queries[:6], plain))
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        SinkhornNormaliser(epsilon=0).fit(Scorer(queries, gallery))
+    with pytest.raises(ValueError, match=r"scores have shape \(1, 3\) but the bank statistics have shape \(7,\)"):
+        rerank(queries[:1], np.zeros((1, 3)))
 
 
 # --- k-reciprocal -------------------------------------------------------------------------

@@ -150,6 +150,30 @@ def sinkhorn(scores: np.ndarray, epsilon: float, iterations: int = 50) -> np.nda
     >>> bool(np.allclose(p, [[0.5, 0.0], [0.0, 0.5]], atol=1e-4))
     True
     """
+    plan, u, v = _sinkhorn_scalings(scores, epsilon, iterations)
+    plan *= u[:, None]
+    plan *= v[None, :]
+    return plan
+
+
+def sinkhorn_column_potentials(scores: np.ndarray, epsilon: float, iterations: int = 50) -> np.ndarray:
+    """``g`` (``m``, float64) such that row ``i`` of :func:`sinkhorn`'s plan is ordered like
+    ``scores[i] / epsilon + g``: the log of the column scalings, up to one constant.
+
+    A column that many rows score highly (a hub) gets a low ``g``. Added to the scores of
+    rows that were not in ``scores`` (``s / epsilon + g``), it ranks each new row's columns as
+    the plan would if that row's weight were negligible. One half-step from ``u = 1`` (``g`` =
+    minus the column's log-sum-exp of ``scores / epsilon``) would be the inverted softmax.
+    """
+    _, _, v = _sinkhorn_scalings(scores, epsilon, iterations)
+    return np.log(np.maximum(v.astype(np.float64), np.finfo(np.float64).tiny))
+
+
+def _sinkhorn_scalings(
+    scores: np.ndarray, epsilon: float, iterations: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(K, u, v)``: the kernel ``exp((scores - max) / epsilon)`` (float32) and the row and column
+    scalings after ``iterations`` Sinkhorn-Knopp steps (the plan is ``diag(u) K diag(v)``)."""
     if scores.ndim != 2 or 0 in scores.shape:
         raise ValueError(f"expected a non-empty 2-D score matrix, got shape {scores.shape}")
     if not epsilon > 0:
@@ -157,18 +181,16 @@ def sinkhorn(scores: np.ndarray, epsilon: float, iterations: int = 50) -> np.nda
     if not np.isfinite(scores).all():
         raise ValueError("scores contain NaN or infinite values")
     n, m = scores.shape
-    plan = np.asarray(scores, dtype=np.float32) - np.float32(scores.max())
-    plan /= np.float32(epsilon)
-    np.exp(plan, out=plan)
+    kernel = np.asarray(scores, dtype=np.float32) - np.float32(scores.max())
+    kernel /= np.float32(epsilon)
+    np.exp(kernel, out=kernel)
     u: np.ndarray = np.ones(n, np.float32)
     v: np.ndarray = np.ones(m, np.float32)
     tiny = np.finfo(np.float32).tiny
     for _ in range(iterations):
-        u = np.float32(1 / n) / np.maximum(plan @ v, tiny)
-        v = np.float32(1 / m) / np.maximum(plan.T @ u, tiny)
-    plan *= u[:, None]
-    plan *= v[None, :]
-    return plan
+        u = np.float32(1 / n) / np.maximum(kernel @ v, tiny)
+        v = np.float32(1 / m) / np.maximum(kernel.T @ u, tiny)
+    return kernel, u, v
 
 
 def covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

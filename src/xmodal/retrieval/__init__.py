@@ -1,5 +1,5 @@
 """Scoring in a shared space: similarity functions, CSLS, fusion of query modalities, learned
-scorers, re-ranking (query-bank normalisation, k-reciprocal, the training-set bridge) and
+scorers, re-ranking (query-bank normalisation, Sinkhorn balancing, k-reciprocal, the training-set bridge) and
 exact top-k search. Evaluation and the search index use the same code."""
 
 from xmodal.retrieval.fusion import SumScorer, check_fusion, fuse_mean, fused_scorer
@@ -11,6 +11,7 @@ from xmodal.retrieval.rerank import (
     QueryBridge,
     Rerank,
     Reranked,
+    SinkhornNormaliser,
     group_means,
 )
 from xmodal.retrieval.similarity import SIMILARITIES, Scorer, Scores, pairwise
@@ -28,6 +29,7 @@ __all__ = [
     "Reranked",
     "Scorer",
     "Scores",
+    "SinkhornNormaliser",
     "SumScorer",
     "check_fusion",
     "class_prototypes",

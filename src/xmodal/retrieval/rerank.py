@@ -16,6 +16,10 @@ split, mapped into the shared space by the same aligner; never the evaluated que
 themselves: that makes each query's score depend on the other test queries, a transductive
 protocol that inflates benchmarks and that a search serving one query at a time cannot run.
 The bridge's training pairs come from the training split for the same reason.
+:class:`SinkhornNormaliser` balances a bank against the gallery (optimal transport, uniform
+masses). Its bank may be the evaluated queries themselves when a whole set of queries is
+matched against a gallery at once (bulk matching): that is transductive, like CSLS with its
+default reference, and must be reported as such.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from xmodal.align import linalg
 from xmodal.core.arrays import check_embeddings, check_int, unit_rows
 from xmodal.core.estimator import Estimator
 from xmodal.retrieval.similarity import Scores, default_chunk_size
@@ -136,6 +141,38 @@ class BankNormaliser(Estimator):
         if self.kind == "dual-softmax":
             return dual_softmax(scores, self.log_normaliser_, self.beta)
         return dynamic_inverted_softmax(scores, self.log_normaliser_, self.activated_, self.beta)
+
+
+class SinkhornNormaliser(Estimator):
+    """Sinkhorn balancing of a bank of queries against the gallery as a :class:`Rerank`: each
+    gallery column gets the potential ``g`` of the entropic transport plan between the bank
+    and the gallery (uniform masses, temperature ``epsilon``, ``iterations`` scalings;
+    :func:`~xmodal.align.linalg.sinkhorn_column_potentials`), and a query row is ranked by
+    ``scores / epsilon + g``. Hubs, which the bank as a whole would over-fill, are pushed
+    down until every gallery item receives the same mass; the inverted softmax is its first
+    half-step. With the evaluated queries as the bank, each row is ordered as the plan between
+    them and the gallery orders it (transductive, see the module docstring).
+    """
+
+    def __init__(self, epsilon: float = 0.05, iterations: int = 100) -> None:
+        self.epsilon = epsilon
+        self.iterations = iterations
+
+    def fit(self, bank_scores: Scores) -> SinkhornNormaliser:
+        """``potential_`` of each gallery column from the bank's scores (bank rows x gallery
+        columns, read whole: ``n_bank x n_gallery`` float32 in memory)."""
+        _check_positive(self.epsilon, "epsilon")
+        iterations = check_int(self.iterations, "iterations", minimum=1)
+        dense = np.empty(bank_scores.shape, dtype=np.float32)
+        for rows, s in bank_scores.chunks():
+            dense[rows] = s
+        self.potential_ = linalg.sinkhorn_column_potentials(dense, self.epsilon, iterations)
+        return self
+
+    def __call__(self, queries: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        s = _check_scores(scores, self.potential_)
+        return (s.astype(np.float64) / self.epsilon + self.potential_).astype(np.float32)
 
 
 # --- k-reciprocal neighbourhoods ----------------------------------------------------------
