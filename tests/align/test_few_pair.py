@@ -82,6 +82,15 @@ def test_contrastive_epochs_move_the_maps_and_keep_the_planted_map():
     assert _r1(trained, test) >= 99
 
 
+def test_contrastive_epochs_keep_the_labelled_pairs_when_the_pools_are_samples():
+    """With pools sampled down (``pool``) and the labelled pairs weighing most, step 5 must
+    train on the true pairs: pairing a text with another pair's image would wreck the map."""
+    fit, present, test = _planted(seed=2, pairs=60)
+    settings = {"n_components": 30, "pca_components": 30, "pool": 100, "pair_weight": 200, "seed": 1}
+    aligner = SelfTrainingAligner(head_epochs=20, head_lr=1e-2, **settings).fit(fit, present=present)
+    assert _r1(aligner, test) >= 99
+
+
 def test_fitting_is_deterministic_and_saves_without_pickle(tmp_path):
     fit, present, test = _planted(seed=1)
     aligner = SelfTrainingAligner(n_components=20, pca_components=30, pool=400, seed=3).fit(fit, present=present)

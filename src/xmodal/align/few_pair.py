@@ -222,8 +222,7 @@ class SelfTrainingAligner(Aligner):
             self.projection_ = {m: cca.affine(m)[0] for m in (text, image)}
             self.mean_ = dict(cca.mean_)
         if self.head_epochs:
-            in_pool = {m: (np.cumsum(present[m]) - 1)[paired] for m in (text, image)}
-            self._train_maps(pools, priors, in_pool, text, image)
+            self._train_maps(pools, priors, pairs, text, image)
         self.pairs_ = int(paired.sum())
         self.pseudo_pairs_ = len(rows[text])
 
@@ -242,16 +241,24 @@ class SelfTrainingAligner(Aligner):
         text: str,
         image: str,
     ) -> None:
-        """Step 5: the linear maps trained contrastively on pairs drawn from transport plans
-        (``pairs``: the labelled pairs' rows in each pool)."""
+        """Step 5: the linear maps trained contrastively on the labelled ``pairs`` and on pairs
+        drawn from transport plans between the ``pools``."""
         rng = training.seeded(self.seed)
         sides = (text, image)
         dtype = {m: self.projection_[m].dtype for m in sides}
         maps = nn.ParameterList(nn.Parameter(torch.tensor(self.projection_[m], dtype=torch.float32)) for m in sides)
-        rows = {m: torch.tensor(pools[m] - self.mean_[m], dtype=torch.float32) for m in sides}
-        prior = {m: None if priors[m] is None else torch.tensor(priors[m], dtype=torch.float32) for m in sides}
+        # Rows of each side: the pool, then the labelled pairs (text n_texts + k with image n_images + k).
+        rows = {
+            m: torch.tensor(np.concatenate([pools[m], pairs[m]]) - self.mean_[m], dtype=torch.float32) for m in sides
+        }
+        prior = {
+            m: None
+            if priors[m] is None
+            else torch.tensor(np.concatenate([priors[m], self.prior_block(pairs[m], m)]), dtype=torch.float32)
+            for m in sides
+        }
         scale = torch.tensor(math.log(1.0 / self.head_temperature))
-        n_texts, n_pairs = len(pools[text]), len(pairs[text])
+        n_texts, n_images, n_pairs = len(pools[text]), len(pools[image]), len(pairs[text])
         group_rows = training.rows_by_group(None, n_texts + self.pair_weight * n_pairs)
 
         def joined(side: int, picked: np.ndarray) -> torch.Tensor:
@@ -266,7 +273,7 @@ class SelfTrainingAligner(Aligner):
             labelled = batch >= n_texts
             k = (batch[labelled] - n_texts) % n_pairs
             texts, images = batch.copy(), np.empty_like(batch)
-            texts[labelled], images[labelled] = pairs[text][k], pairs[image][k]
+            texts[labelled], images[labelled] = n_texts + k, n_images + k
             images[~labelled] = _draw(plan[batch[~labelled]], rng)
             return symmetric_info_nce(joined(0, texts), joined(1, images), scale)
 
