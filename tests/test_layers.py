@@ -135,3 +135,13 @@ def test_the_cli_starts_without_heavy_libraries(heavy):
 
     code = f"import sys, xmodal.cli; sys.exit(1 if {heavy!r} in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0, f"import xmodal.cli loads {heavy}"
+
+
+def test_the_closed_form_aligners_load_without_torch():
+    """``xmodal.align`` and its presets (what a closed-form fit or ``make bench`` imports) leave
+    torch to the trained aligners, which import it when they train."""
+    import subprocess
+    import sys
+
+    code = "import sys, xmodal.align, xmodal.align.presets; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0, "xmodal.align loads torch"

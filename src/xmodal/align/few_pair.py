@@ -40,16 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from xmodal.align import linalg, training
+from xmodal.align import linalg
 from xmodal.align.base import Aligner
 from xmodal.align.closed_form import CCAAligner
-from xmodal.align.losses import symmetric_info_nce
 from xmodal.align.statistics import Statistics
 from xmodal.core.arrays import unit_rows
 from xmodal.core.csls import csls, top_k_mean
@@ -61,6 +58,9 @@ from xmodal.encoders.prior import (
     ClassifierPrior,
     imagenet_prior,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 CSLS_K = 10
 MIN_PAIRS = 3
@@ -242,7 +242,15 @@ class SelfTrainingAligner(Aligner):
         image: str,
     ) -> None:
         """Step 5: the linear maps trained contrastively on the labelled ``pairs`` and on pairs
-        drawn from transport plans between the ``pools``."""
+        drawn from transport plans between the ``pools``. torch is imported here, not with the
+        module: the closed-form steps (and ``import xmodal.align``) do without it."""
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        from xmodal.align import training
+        from xmodal.align.losses import symmetric_info_nce
+
         rng = training.seeded(self.seed)
         sides = (text, image)
         dtype = {m: self.projection_[m].dtype for m in sides}
