@@ -301,3 +301,15 @@ def test_bench_json_names_fit_the_file_system(tmp_path):
     assert [len(p.stem) for p in long] == [MAX_RESULT_NAME] * 2 and long[0] != long[1]
     write_json(long[0], {"ok": True})  # the atomic write's temporary name fits too
     assert json.loads(long[0].read_text()) == {"ok": True}
+
+
+def test_tables_print_bracketed_encoder_names_as_written():
+    """Rich reads ``[...]`` as markup: a title or cell with ``[features=stages]`` must print it."""
+    from rich.console import Console
+
+    from xmodal.cli import _rich_table
+
+    out = Console(record=True, width=200)
+    out.print(_rich_table(["encoder"], [["efficientnet-lite0[fit=pad]"]], "image efficientnet-lite0[features=stages]"))
+    text = "".join(out.export_text().split())  # the title wraps at the table's width
+    assert "imageefficientnet-lite0[features=stages]" in text and "efficientnet-lite0[fit=pad]" in text

@@ -523,7 +523,7 @@ def evaluate(
         print(json.dumps(metrics, indent=1))
         return
     scoring = f" + CSLS k={model.csls_k}" if model.csls_k else ""
-    table = Table(title=f"{name}: {model_file.name} ({', '.join(model.encoder_names().values())}){scoring}")
+    table = Table(title=escape(f"{name}: {model_file.name} ({', '.join(model.encoder_names().values())}){scoring}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
@@ -574,7 +574,7 @@ def calibrate(
     if as_json:
         print(json.dumps({"model": str(written), "routes": report}, indent=1))
         return
-    table = Table(title=f"{written}: calibrated on {dataset}/{split} ({method}, top {top_k} per query)")
+    table = Table(title=escape(f"{written}: calibrated on {dataset}/{split} ({method}, top {top_k} per query)"))
     checked_columns = (f"ECE {check}", f"ECE {check}, first results") if check else ()
     for column in ("route", "results", "matches", f"ECE {split}", *checked_columns):
         table.add_column(column, justify="left" if column == "route" else "right")
@@ -1261,7 +1261,7 @@ def analyze(
         aligners=chosen, models=fitted, split=split, learned=learned or (), limit=limit, n_failures=failures,
         seed=seed, backend=backend or DEFAULT_BACKEND, models_dir=models, modalities=(pair[0], pair[1]),
     )  # fmt: skip
-    table = Table(title=f"{result.title}: geometry")
+    table = Table(title=escape(f"{result.title}: geometry"))
     columns = ("centroid gap", "W2 exact", "CKA", "hub skew t2i")
     for column in ("space", *columns, "mean R@10"):
         table.add_column(column, justify="left" if column == "space" else "right")
@@ -1286,7 +1286,7 @@ def _analyze_encoded(folder: Path, model: Model, modality: list[str] | None, n_i
     )  # fmt: skip
     row = gap_row(mapped, seed=seed)
     n = len(np.unique(sample.image_items))
-    table = Table(title=f"{folder}: geometry of the model's space on {n} sampled items (seed {seed})")
+    table = Table(title=escape(f"{folder}: geometry of the model's space on {n} sampled items (seed {seed})"))
     for column in ("measure", "value"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for name, value in row.items():
@@ -1300,11 +1300,11 @@ def _command() -> str:
 
 
 def _rich_table(columns: list[str], rows: list[list[str]], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     return table
 
 
@@ -1312,7 +1312,7 @@ def _print_bench(result: BenchResult) -> None:
     from xmodal.bench.pairs import TABLE_COLUMNS
 
     wide = Console(width=max(console.width, 150))
-    table = Table(title=result.title)
+    table = Table(title=escape(result.title))
     for column in TABLE_COLUMNS:
         table.add_column(column, justify="left" if column == "aligner" else "right")
     best = result.best()
