@@ -179,6 +179,30 @@ def test_image_options_in_the_name_set_fit_and_background(models_dir):
     assert raw.background is None and raw.cache_key != plain.cache_key
 
 
+@pytest.mark.data
+@pytest.mark.weights
+def test_stage_features_put_the_stage_pools_beside_the_head(lite0_onnx, models_dir, test_images):
+    """``[features=stages]``: the plain encoder's unit embedding, then a unit block of the seven
+    stages' pools, which tells images apart on its own; both backends compute it."""
+    stages = get_encoder("efficientnet-lite0[features=stages]", models_dir=models_dir)
+    assert stages.name == "efficientnet-lite0[features=stages]" and stages.dim == 1280 + 784
+    assert stages.cache_key != lite0_onnx.cache_key and "features=stages" in stages.cache_key
+    x = stages.encode(test_images, batch_size=4)
+    assert x.shape == (6, 2064) and np.isfinite(x).all()
+    np.testing.assert_allclose(x[:, :1280], unit_rows(lite0_onnx.encode(test_images)), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(x[:, 1280:], axis=1), 1.0, atol=1e-5)
+    cosines = x[:, 1280:] @ x[:, 1280:].T
+    assert cosines[~np.eye(6, dtype=bool)].max() < 0.99  # the stage block is no constant
+    eager = get_encoder("efficientnet-lite0[features=stages]", backend="torch", models_dir=models_dir)
+    np.testing.assert_allclose(eager.encode(test_images[:2]), x[:2], atol=1e-4)
+    assert (models_dir / "onnx" / "efficientnet-lite0-stages-224.onnx").is_file()
+    tta = get_encoder("efficientnet-lite2-tta@300[features=stages]", models_dir=models_dir)
+    assert tta.name == "efficientnet-lite2-tta@300[features=stages]" and tta.dim == 1280 + 856
+    for variant, dim in (("efficientnet-lite1", 2064), ("efficientnet-lite2", 2136)):  # the widths table
+        small = get_encoder(f"{variant}@64[features=stages]", backend="torch", models_dir=models_dir)
+        assert small.dim == dim and small.encode(test_images[:1]).shape == (1, dim)
+
+
 @pytest.mark.parametrize(
     "name, message",
     [
@@ -187,6 +211,7 @@ def test_image_options_in_the_name_set_fit_and_background(models_dir):
         ("efficientnet-lite0[colour=red]", "options are key=value pairs of fit, background"),
         ("efficientnet-lite0[fit=pad,fit=crop]", "each once"),
         ("efficientnet-lite0[background=nocolour]", "unknown background colour 'nocolour'"),
+        ("efficientnet-lite0[features=cells]", "unknown features 'cells'; choose one of pool, stages"),
     ],
 )
 def test_bad_image_options_are_named(name, message, models_dir):

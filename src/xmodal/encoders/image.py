@@ -7,7 +7,11 @@ and testing above the training resolution often helps ("FixRes", Touvron et al. 
 Flickr8k dev, lite0 at 352 raised CCA's mean R@10 by 1.9 points).
 
 The embedding is the global average pool of the last feature map (1280-d), the
-penultimate layer of the classifier. Input: the decoded image (transparency flattened onto
+penultimate layer of the classifier; ``features="stages"`` (the registry's ``[features=stages]``)
+puts the global pools of the seven stages' outputs beside it (:class:`StagePooledFeatures
+<xmodal.encoders.pooling.StagePooledFeatures>`, 2064-d for lite0 and lite1, 2136-d for lite2):
+on Flickr8k dev, with minilm and ``cca-256-weighted`` + CSLS, R@10 rose from 67.7 / 74.2 to
+70.0 / 76.5 (t2i / i2t). Input: the decoded image (transparency flattened onto
 ``background``, SVG rasterised: :func:`xmodal.data.images.load_image`), resized and
 centre-cropped (``fit="crop"``: shorter side to the input size) or padded (``fit="pad"``:
 longer side to the input size, centred on ``background``, black when None) to the model's
@@ -49,6 +53,13 @@ if TYPE_CHECKING:
 RESOLUTION = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
 FITS = ("crop", "pad")
+FEATURES = ("pool", "stages")  # the head's global pool alone, or with the stages' pools beside it
+HEAD_DIM = 1280
+STAGE_WIDTHS = {  # output channels of each stage: the stages' pools add their sum to the dimension
+    "efficientnet-lite0": (16, 24, 40, 80, 112, 192, 320),
+    "efficientnet-lite1": (16, 24, 40, 80, 112, 192, 320),
+    "efficientnet-lite2": (16, 24, 48, 88, 120, 208, 352),
+}
 CALIBRATION_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn (sklearn.datasets)
 CALIBRATION_CROPS, CALIBRATION_SEED = 128, 0
 _PREPROCESS_VERSION = "bicubic/(x-127)/128/v2"  # v2: transparency flattened, SVG rasterised
@@ -108,11 +119,13 @@ def calibration_pixels(size: int, batch_size: int = 16) -> Iterator[np.ndarray]:
         yield np.stack(crops[start : start + batch_size])
 
 
-def image_options(fit: str, background: str | None) -> str:
+def image_options(fit: str, background: str | None, features: str = "pool") -> str:
     """The name suffix of non-default options, e.g. ``[fit=pad,background=none]`` ("" for the defaults)."""
     options = [f"fit={fit}"] if fit != "crop" else []
     if background != DEFAULT_BACKGROUND:
         options.append(f"background={'none' if background is None else background}")
+    if features != "pool":
+        options.append(f"features={features}")
     return f"[{','.join(options)}]" if options else ""
 
 
@@ -133,18 +146,19 @@ def load_efficientnet_lite(variant: str) -> torch.nn.Module:
     return model.eval()
 
 
-def pooled_features(model: torch.nn.Module) -> torch.nn.Module:
-    """Image batch -> global average pool of ``model``'s last feature map."""
-    from xmodal.encoders.pooling import PooledFeatures
+def pooled_features(model: torch.nn.Module, features: str = "pool") -> torch.nn.Module:
+    """Image batch -> global average pool of ``model``'s last feature map, with ``features="stages"``
+    beside its stages' pools (:class:`~xmodal.encoders.pooling.StagePooledFeatures`)."""
+    from xmodal.encoders.pooling import PooledFeatures, StagePooledFeatures
 
-    return PooledFeatures(model)
+    return StagePooledFeatures(model) if features == "stages" else PooledFeatures(model)
 
 
 class EfficientNetLiteEncoder:
-    """EfficientNet-Lite{0,1,2} penultimate-layer embeddings of image files."""
+    """EfficientNet-Lite{0,1,2} penultimate-layer embeddings of image files (with ``features="stages"``
+    the stages' pools beside them)."""
 
     modality = "image"
-    dim = 1280
 
     def __init__(
         self,
@@ -156,6 +170,7 @@ class EfficientNetLiteEncoder:
         fit: str = "crop",
         background: str | None = DEFAULT_BACKGROUND,
         quantized: bool = False,
+        features: str = "pool",
     ):
         if variant not in RESOLUTION:
             raise EncoderError(f"unknown EfficientNet-Lite variant {variant!r}")
@@ -175,8 +190,10 @@ class EfficientNetLiteEncoder:
             )
         if fit not in FITS:
             raise EncoderError(f"{variant}: unknown fit {fit!r}; choose one of {', '.join(FITS)}")
+        if features not in FEATURES:
+            raise EncoderError(f"{variant}: unknown features {features!r}; choose one of {', '.join(FEATURES)}")
         self.fill = check_background(background)
-        options = image_options(fit, background)
+        options = image_options(fit, background, features)
         self.name = (
             variant
             + ("-mirror" if mirror else "")
@@ -191,18 +208,22 @@ class EfficientNetLiteEncoder:
         self.fit = fit
         self.background = background
         self.quantized = quantized
+        self.features = features
+        self.dim = HEAD_DIM + (sum(STAGE_WIDTHS[variant]) if features == "stages" else 0)
         self.models_dir = models_dir
 
     @property
     def cache_key(self) -> str:
         view = self.variant + ("-mirror" if self.mirror else "")  # the resolution has its own field
         key = f"{view}|{self.backend}|{self.resolution}|{_PREPROCESS_VERSION}|{self.fit}|background={self.background}"
+        if self.features != "pool":
+            key += f"|features={self.features}"
         return f"{key}|{INT8_STATIC}|calibration={_CALIBRATION}" if self.quantized else key
 
     @functools.cached_property
     def forward(self) -> Callable[[np.ndarray], np.ndarray]:
         """Batch of :func:`preprocess`-ed pixels -> embeddings; built on first use, so cache hits never load weights."""
-        module = pooled_features(load_efficientnet_lite(self.variant)).eval()
+        module = pooled_features(load_efficientnet_lite(self.variant), self.features).eval()
         if self.backend == "torch":
             import torch
 
@@ -214,7 +235,8 @@ class EfficientNetLiteEncoder:
         from xmodal.encoders.onnx import onnx_session
 
         calibration = functools.partial(calibration_pixels, self.resolution) if self.quantized else None
-        session = onnx_session(module, self.variant, self.resolution, self.models_dir, calibration)
+        export = self.variant + ("-stages" if self.features == "stages" else "")
+        session = onnx_session(module, export, self.resolution, self.models_dir, calibration)
         return lambda batch: session.run(None, {"pixels": batch})[0]
 
     def _view(self, image: Image.Image) -> Image.Image:

