@@ -18,6 +18,14 @@ torch keeps its default thread count; ONNX Runtime gets as many intra-op threads
 process may use). Agreement: the max abs difference between the torch and the ONNX rows, and
 for int8 the cosine of each int8 row with its float ONNX row (min and mean).
 
+Roofline: each backend's rate in GFLOP/s of the transformer's matrix products (per layer and
+padded batch of ``n`` texts of ``T`` tokens, ``2 n T (4 d^2 + 2 d f) + 4 n T^2 d`` for width
+``d`` and feed-forward width ``f``; batches as the encoders make them, sorted by token count),
+against the machine's float32 peak measured in the same run: the best of ``--peak-repeats``
+timed ``torch.mm`` of a ``(n T) x d`` by ``d x f`` product at the median batch's shape, before
+and after the encoders run. ``peak / torch rate`` bounds what any float32 backend can gain over
+torch on this machine.
+
 Results: a table on stdout and the ``text-onnx`` section of RESULTS.md (``--results``). Run
 from the repository root::
 
@@ -44,7 +52,41 @@ VARIANTS = ("", "-onnx", "-onnx-int8")  # torch, float ONNX, int8 ONNX
 SECTION_KEY = "text-onnx"
 
 
-def measure(name: str, texts: list[str], batch_size: int, chunk: int) -> dict[str, float] | None:
+def transformer_shape(encoder: Encoder) -> tuple[int, int, int]:
+    """``(layers, width d, feed-forward width f)`` of a sentence-transformers encoder's transformer."""
+    config = encoder.model[0].auto_model.config  # type: ignore[attr-defined]
+    return config.num_hidden_layers, config.hidden_size, config.intermediate_size
+
+
+def padded_batches(encoder: Encoder, texts: list[str], batch_size: int) -> list[tuple[int, int]]:
+    """``(texts, padded tokens)`` of each batch: sorted by token count, longest first, as both backends batch."""
+    tokenizer = encoder.model.tokenizer  # type: ignore[attr-defined]
+    limit = encoder.model.max_seq_length  # type: ignore[attr-defined]
+    lengths = sorted((min(len(ids), limit) for ids in tokenizer(texts)["input_ids"]), reverse=True)
+    return [(len(lengths[i : i + batch_size]), lengths[i]) for i in range(0, len(lengths), batch_size)]
+
+
+def gflop(shape: tuple[int, int, int], batches: list[tuple[int, int]]) -> float:
+    """GFLOP of the transformer's matrix products over ``batches`` (see the module docstring)."""
+    layers, d, f = shape
+    return layers * sum(2 * n * t * (4 * d * d + 2 * d * f) + 4 * n * t * t * d for n, t in batches) / 1e9
+
+
+def matmul_peak(rows: int, d: int, f: int, repeats: int) -> float:
+    """GFLOP/s of the best of ``repeats`` float32 ``torch.mm`` of ``rows x d`` by ``d x f``."""
+    import torch
+
+    a, b = torch.randn(rows, d), torch.randn(d, f)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - began)
+    return 2 * rows * d * f / best / 1e9
+
+
+def measure(name: str, texts: list[str], batch_size: int, chunk: int, peak_repeats: int) -> dict[str, float] | None:
     """Speed and agreement of ``name`` and its two ONNX variants; None if ``name`` is not installed."""
     try:
         encoders: list[Encoder] = [get_encoder(name + suffix) for suffix in VARIANTS]
@@ -53,6 +95,10 @@ def measure(name: str, texts: list[str], batch_size: int, chunk: int) -> dict[st
     except EncoderError as error:
         print(f"skipping {name}: {error}", flush=True)
         return None
+    shape = transformer_shape(encoders[0])
+    batches = padded_batches(encoders[0], texts, batch_size)
+    median = sorted(batches, key=lambda b: b[0] * b[1])[len(batches) // 2]
+    peak = [matmul_peak(median[0] * median[1], shape[1], shape[2], peak_repeats)]
     seconds = [0.0] * len(encoders)
     rows: list[list[np.ndarray]] = [[] for _ in encoders]
     for start in range(0, len(texts), chunk):
@@ -67,8 +113,13 @@ def measure(name: str, texts: list[str], batch_size: int, chunk: int) -> dict[st
     cosine = (onnx_rows * int8_rows).sum(axis=1) / (
         np.linalg.norm(onnx_rows, axis=1) * np.linalg.norm(int8_rows, axis=1)
     )
+    peak.append(matmul_peak(median[0] * median[1], shape[1], shape[2], peak_repeats))
     speed = [len(texts) / s for s in seconds]
+    work = gflop(shape, batches)
     return {
+        "torch_gflops": work / seconds[0],
+        "onnx_gflops": work / seconds[1],
+        "peak_gflops": max(peak),
         "torch": speed[0],
         "onnx": speed[1],
         "int8": speed[2],
@@ -85,13 +136,14 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=5000, help="first N captions of the dev split")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=500, help="captions per turn of each backend")
+    parser.add_argument("--peak-repeats", type=int, default=50, help="timed products for the float32 peak")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     args = parser.parse_args()
     import torch
 
     texts = [text for item in load_flickr8k(args.data).split("dev").items for text in item.values["text"]]
     texts = texts[: args.captions]
-    results = {name: measure(name, texts, args.batch_size, args.chunk) for name in args.encoders}
+    results = {name: measure(name, texts, args.batch_size, args.chunk, args.peak_repeats) for name in args.encoders}
     rows = [
         [
             name,
@@ -102,6 +154,8 @@ def main() -> None:
             f"{r['int8']:.0f}",
             f"{r['int8'] / r['torch']:.2f}×",
             f"{r['int8_cos_min']:.4f} / {r['int8_cos_mean']:.4f}",
+            f"{r['torch_gflops']:.0f} / {r['onnx_gflops']:.0f} / {r['peak_gflops']:.0f}",
+            f"{r['peak_gflops'] / r['torch_gflops']:.2f}×",
         ]
         for name, r in results.items()
         if r is not None
@@ -116,6 +170,8 @@ def main() -> None:
             "int8 texts/s",
             "int8 / torch",
             "cos int8 vs ONNX (min / mean)",
+            "GFLOP/s torch / ONNX / float32 peak",
+            "float32 ceiling on ONNX / torch",
         ],
         rows,
     )
@@ -131,6 +187,10 @@ def main() -> None:
         "products by a weight except the feed-forward output projections (fed by GELU), which stay float.",
         "- The load from other processes on this machine varies; the backends take turns on each chunk of "
         f"{args.chunk} captions so that it falls on all of them alike.",
+        "- GFLOP/s: the matrix products of the transformer's layers (attention and feed-forward, the padded "
+        "batches as encoded) per second of each backend; the float32 peak: the best timed `torch.mm` at the "
+        "median batch's feed-forward shape, before and after the encoders ran. The ceiling, peak over torch's "
+        "rate, bounds the speed-up of any float32 backend on this machine.",
         *([f"- Not measured (not installed): {', '.join(skipped)}."] if skipped else []),
     ]
     write_section(
