@@ -53,13 +53,15 @@ bench-trained: $(LIT_MODEL)
 
 # The best row (issue 16): bench-best's encoders with LiT-tuned minilm and mpnet (mpnet: the last 2
 # of its 12 layers, 4 epochs, about 25 min once) and lite0 at the four input sizes, all with mirror
-# TTA; closed form + CSLS.
+# TTA, each image encoder with its stages' pools beside the head's ([features=stages], chosen on dev);
+# closed form + CSLS.
+STAGES := [features=stages]
 MPNET_LIT_MODEL := $(or $(XMODAL_MODELS),.xmodal/models)/mpnet-lit/xmodal-finetune.json
 $(MPNET_LIT_MODEL): $(MPNET_STAMP)
 	$(VENV)/bin/xmodal finetune flickr8k --name mpnet-lit --base mpnet --layers 2 --epochs 4 --patience 1
 bench-best-tuned: $(LIT_MODEL) $(MPNET_LIT_MODEL)
 	$(VENV)/bin/xmodal bench flickr8k --text-encoder minilm-lit+mpnet-lit \
-		--image-encoder efficientnet-lite0-tta@$(SCALES)+efficientnet-lite1-tta+efficientnet-lite2-tta \
+		--image-encoder 'efficientnet-lite0-tta@$(SCALES)$(STAGES)+efficientnet-lite1-tta$(STAGES)+efficientnet-lite2-tta$(STAGES)' \
 		--aligner cca-256-weighted --aligner cca-384-wide
 
 # Every ordered pair of image/en/de/en1/de1/fr1/cs1 and fused queries, PCMC and PCMR heads.
