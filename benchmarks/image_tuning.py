@@ -118,12 +118,12 @@ def tune(
     maps: dict[str, np.ndarray],
     text: dict[str, np.ndarray],
     items: dict[str, np.ndarray],
+    untuned_train: np.ndarray,
     args: argparse.Namespace,
 ) -> list[tuple[int, float, float, float]]:
-    """Train ``top`` in place; returns ``(epoch, train loss, dev loss, seconds)`` per epoch."""
-    start = make_aligner("cca-256-weighted").fit(
-        {"text": text["train"], "image": pooled(top, maps["train"])[items["train"]]}
-    )
+    """Train ``top`` in place from the CCA of its untuned train pools (``untuned_train``); returns
+    ``(epoch, train loss, dev loss, seconds)`` per epoch."""
+    start = make_aligner("cca-256-weighted").fit({"text": text["train"], "image": untuned_train[items["train"]]})
     projections = {}
     for modality, dim in (("text", text["train"].shape[1]), ("image", 1280)):
         weight, bias = start.affine(modality)  # type: ignore[attr-defined]
@@ -207,7 +207,7 @@ def main() -> None:
         best[s] = (row.text, row.image, row.text_items)
     untuned = {s: pooled(top, maps[s]) for s in splits}
     started = time.perf_counter()
-    history = tune(top, maps, text, items, args)
+    history = tune(top, maps, text, items, untuned["train"], args)
     tune_seconds = time.perf_counter() - started
     tuned = {s: pooled(top, maps[s]) for s in splits}
 
